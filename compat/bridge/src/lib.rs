@@ -1,0 +1,22 @@
+//! `patroni_rs`: the patroni-rs library seen from Python.
+//!
+//! Built with maturin (`maturin build -m compat/bridge/Cargo.toml`). The
+//! differential tests in `pytests/` call these functions and Python
+//! Patroni's own on the same inputs and compare the results. Each area of
+//! the library has its own file here.
+
+use pyo3::prelude::*;
+
+mod config;
+mod convert;
+mod logging;
+mod yaml;
+
+#[pymodule]
+fn patroni_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", patroni::PATRONI_VERSION)?;
+    yaml::register(m)?;
+    config::register(m)?;
+    logging::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,34 @@
+"""Shared fixtures: paths to the golden captures and to our binary."""
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED = pathlib.Path(os.environ.get("PATRONI_RS_SHARED", ROOT.parent / "shared"))
+GOLDEN = SHARED / "compat" / "golden"
+
+
+def patroni_binary() -> pathlib.Path:
+    """Our `patroni` binary; PATRONI_RS_BIN overrides the default build path."""
+    env = os.environ.get("PATRONI_RS_BIN")
+    if env:
+        return pathlib.Path(env)
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    for profile in ("release", "debug"):
+        p = target / profile / "patroni"
+        if p.exists():
+            return p
+    raise RuntimeError("build the daemon first: cargo build --release")
+
+
+@pytest.fixture(scope="session")
+def golden() -> pathlib.Path:
+    if not GOLDEN.is_dir():
+        pytest.fail(f"golden captures not found at {GOLDEN} (set PATRONI_RS_SHARED)")
+    return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def binary() -> pathlib.Path:
+    return patroni_binary()

@@ -1,0 +1,420 @@
+//! The dynamically typed value a Patroni configuration is made of.
+//!
+//! Patroni reads YAML with PyYAML's `safe_load`, so a configuration is a tree
+//! of Python objects: `None`, `bool`, `int` (unbounded), `float`, `str`,
+//! `datetime.date`/`datetime.datetime`, `list` and `dict` (insertion ordered,
+//! keys may be any hashable scalar). [`Value`] models exactly that, so that
+//! the effective configuration can be compared with Python's one to one.
+
+use std::fmt;
+
+/// A YAML 1.1 `timestamp` as PyYAML resolves it: a bare date becomes
+/// `datetime.date`, anything with a time part a `datetime.datetime`
+/// (timezone-aware when an offset or `Z` was given).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Timestamp {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    /// `None` for a bare date.
+    pub time: Option<TimeOfDay>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TimeOfDay {
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub microsecond: u32,
+    /// Offset from UTC in seconds; `None` for a naive datetime.
+    pub utc_offset: Option<i32>,
+}
+
+/// One node of a configuration tree.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// An integer outside `i64`, as decimal digits with an optional `-`.
+    BigInt(String),
+    Float(f64),
+    Str(String),
+    Timestamp(Timestamp),
+    Seq(Vec<Value>),
+    Map(Map),
+}
+
+/// An insertion-ordered mapping with Python `dict` semantics: assigning an
+/// existing key replaces the value in place and keeps the key's position.
+#[derive(Debug, Clone, Default)]
+pub struct Map {
+    entries: Vec<(Value, Value)>,
+}
+
+impl PartialEq for Value {
+    /// Python equality, except that types are not mixed: `1 == True` and
+    /// `1 == 1.0` are false here, because the differential tests compare
+    /// types too. Floats compare bitwise-equal for NaN.
+    fn eq(&self, other: &Value) -> bool {
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (BigInt(a), BigInt(b)) => a == b,
+            (Float(a), Float(b)) => a == b || (a.is_nan() && b.is_nan()),
+            (Str(a), Str(b)) => a == b,
+            (Timestamp(a), Timestamp(b)) => a == b,
+            (Seq(a), Seq(b)) => a == b,
+            (Map(a), Map(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Map {
+    /// Like Python dicts: same keys and values, order ignored.
+    fn eq(&self, other: &Map) -> bool {
+        self.len() == other.len()
+            && self
+                .entries
+                .iter()
+                .all(|(k, v)| other.get_value(k).is_some_and(|o| o == v))
+    }
+}
+
+impl Map {
+    pub fn new() -> Map {
+        Map::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Python `d[key] = value`.
+    pub fn insert(&mut self, key: Value, value: Value) {
+        match self.entries.iter_mut().find(|(k, _)| key_eq(k, &key)) {
+            Some(slot) => slot.1 = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    /// `d[key] = value` for a string key.
+    pub fn set(&mut self, key: &str, value: Value) {
+        self.insert(Value::Str(key.to_owned()), value);
+    }
+
+    pub fn get_value(&self, key: &Value) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(k, _)| key_eq(k, key))
+            .map(|(_, v)| v)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+            .map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+            .map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Python `d.pop(key, None)`.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let pos = self
+            .entries
+            .iter()
+            .position(|(k, _)| matches!(k, Value::Str(s) if s == key))?;
+        Some(self.entries.remove(pos).1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Value, &Value)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Value, &mut Value)> {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Value> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// `(key, value)` pairs whose key is a string.
+    pub fn str_entries(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().filter_map(|(k, v)| match k {
+            Value::Str(s) => Some((s.as_str(), v)),
+            _ => None,
+        })
+    }
+
+    /// Get `key`, inserting an empty map first when it is absent or not a map.
+    pub fn entry_map(&mut self, key: &str) -> &mut Map {
+        if !matches!(self.get(key), Some(Value::Map(_))) {
+            self.set(key, Value::Map(Map::new()));
+        }
+        match self.get_mut(key) {
+            Some(Value::Map(m)) => m,
+            _ => unreachable!("just inserted a map"),
+        }
+    }
+}
+
+impl FromIterator<(Value, Value)> for Map {
+    fn from_iter<I: IntoIterator<Item = (Value, Value)>>(iter: I) -> Map {
+        let mut m = Map::new();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+impl IntoIterator for Map {
+    type Item = (Value, Value);
+    type IntoIter = std::vec::IntoIter<(Value, Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+/// Key equality as a Python dict sees it: `1`, `1.0` and `True` are the
+/// same key.
+fn key_eq(a: &Value, b: &Value) -> bool {
+    fn num(v: &Value) -> Option<f64> {
+        match v {
+            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x == y,
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&Map> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_map_mut(&mut self) -> Option<&mut Map> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Value]> {
+        match self {
+            Value::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Python truthiness (`bool(x)`).
+    pub fn truthy(&self) -> bool {
+        match self {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            Value::BigInt(_) => true,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Timestamp(_) => true,
+            Value::Seq(s) => !s.is_empty(),
+            Value::Map(m) => !m.is_empty(),
+        }
+    }
+
+    /// The Python type name, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "NoneType",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::BigInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Timestamp(t) if t.time.is_none() => "date",
+            Value::Timestamp(_) => "datetime",
+            Value::Seq(_) => "list",
+            Value::Map(_) => "dict",
+        }
+    }
+
+    /// Convert to JSON the way Python's `json.dumps` would see it; `None`
+    /// when the tree holds something JSON cannot carry (a timestamp, a
+    /// non-finite float, a non-scalar key).
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        Some(match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::BigInt(s) => J::Number(s.parse().ok()?),
+            Value::Float(f) => J::from(serde_json::Number::from_f64(*f)?),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Timestamp(_) => return None,
+            Value::Seq(items) => J::Array(items.iter().map(Value::to_json).collect::<Option<_>>()?),
+            Value::Map(m) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in m.iter() {
+                    out.insert(json_key(k)?, v.to_json()?);
+                }
+                J::Object(out)
+            }
+        })
+    }
+
+    /// The inverse of [`Value::to_json`].
+    pub fn from_json(json: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match json {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None if n.is_f64() => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+                None => Value::BigInt(n.to_string()),
+            },
+            J::String(s) => Value::Str(s.clone()),
+            J::Array(a) => Value::Seq(a.iter().map(Value::from_json).collect()),
+            J::Object(o) => Value::Map(
+                o.iter()
+                    .map(|(k, v)| (Value::Str(k.clone()), Value::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// `json.dumps` turns scalar keys into strings: `True` -> `"true"`, `1` -> `"1"`.
+fn json_key(k: &Value) -> Option<String> {
+    Some(match k {
+        Value::Str(s) => s.clone(),
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::BigInt(s) => s.clone(),
+        Value::Float(f) => python_float_repr(*f),
+        _ => return None,
+    })
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, `.0` for integral
+/// values, `inf`/`nan`, exponent form past 1e16.
+pub fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{f:e}");
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-5..16).contains(&exp) {
+        let plain = format!("{f}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
+impl fmt::Display for Value {
+    /// Python's `str()` of the value, for scalars; containers print as JSON-ish.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("None"),
+            Value::Bool(true) => f.write_str("True"),
+            Value::Bool(false) => f.write_str("False"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::BigInt(s) => f.write_str(s),
+            Value::Float(x) => f.write_str(&python_float_repr(*x)),
+            Value::Str(s) => f.write_str(s),
+            other => match other.to_json() {
+                Some(j) => write!(f, "{j}"),
+                None => write!(f, "{other:?}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dict_semantics_keep_first_position() {
+        let mut m = Map::new();
+        m.set("a", Value::Int(1));
+        m.set("b", Value::Int(2));
+        m.set("a", Value::Int(3));
+        let keys: Vec<_> = m.str_entries().map(|(k, _)| k.to_owned()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(m.get("a"), Some(&Value::Int(3)));
+    }
+
+    #[test]
+    fn numeric_keys_collide_like_python() {
+        let mut m = Map::new();
+        m.insert(Value::Int(1), Value::Str("int".into()));
+        m.insert(Value::Bool(true), Value::Str("bool".into()));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get_value(&Value::Int(1)), Some(&Value::Str("bool".into())));
+    }
+
+    #[test]
+    fn float_repr_matches_python() {
+        for (f, want) in [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (1.5e-7, "1.5e-07"),
+            (123456.789, "123456.789"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(python_float_repr(f), want);
+        }
+    }
+}

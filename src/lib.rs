@@ -1,0 +1,22 @@
+//! patroni-rs: a PostgreSQL high-availability manager that replaces Patroni
+//! 4.1 in place.
+//!
+//! Where things live, by the name a Patroni operator already knows:
+//!
+//! - [`config`]: the YAML file and `PATRONI_*` environment, read with
+//!   Patroni's semantics (PyYAML 1.1 scalars, Patroni's unit parsing and
+//!   environment mapping), the dynamic configuration defaults, and
+//!   `--validate-config`.
+//! - [`logging`]: the `log:` section: Python logging format strings, file
+//!   rotation and JSON output, byte-compatible with Patroni's log lines.
+//!
+//! The binary in `src/main.rs` is thin: it parses argv, loads the
+//! configuration and wires the pieces together.
+
+pub mod config;
+pub mod logging;
+
+/// The Patroni version we are compatible with and report everywhere Patroni
+/// reports its own (member keys, REST, metrics). Peers parse it as dotted
+/// integers, so it must stay numeric.
+pub const PATRONI_VERSION: &str = "4.1.5";

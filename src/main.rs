@@ -1,0 +1,3 @@
+fn main() {
+    println!("patroni {}", patroni::PATRONI_VERSION);
+}
