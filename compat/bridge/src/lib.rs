@@ -10,6 +10,8 @@ use pyo3::prelude::*;
 mod config;
 mod convert;
 mod logging;
+mod units;
+mod validate;
 mod yaml;
 
 #[pymodule]
@@ -18,5 +20,7 @@ fn patroni_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     yaml::register(m)?;
     config::register(m)?;
     logging::register(m)?;
+    units::register(m)?;
+    validate::register(m)?;
     Ok(())
 }
