@@ -401,7 +401,10 @@ mod tests {
         m.insert(Value::Int(1), Value::Str("int".into()));
         m.insert(Value::Bool(true), Value::Str("bool".into()));
         assert_eq!(m.len(), 1);
-        assert_eq!(m.get_value(&Value::Int(1)), Some(&Value::Str("bool".into())));
+        assert_eq!(
+            m.get_value(&Value::Int(1)),
+            Some(&Value::Str("bool".into()))
+        );
     }
 
     #[test]

@@ -12,10 +12,7 @@ pub fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
         Value::Null => py.None().into_bound(py),
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
         Value::Int(i) => i.into_pyobject(py)?.into_any(),
-        Value::BigInt(s) => py
-            .get_type::<PyInt>()
-            .call1((s.as_str(),))?
-            .into_any(),
+        Value::BigInt(s) => py.get_type::<PyInt>().call1((s.as_str(),))?.into_any(),
         Value::Float(f) => PyFloat::new(py, *f).into_any(),
         Value::Str(s) => PyString::new(py, s).into_any(),
         Value::Timestamp(t) => timestamp_to_py(py, t)?,
@@ -95,10 +92,18 @@ pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         return Ok(Value::Map(m));
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        return l.iter().map(|i| from_py(&i)).collect::<PyResult<_>>().map(Value::Seq);
+        return l
+            .iter()
+            .map(|i| from_py(&i))
+            .collect::<PyResult<_>>()
+            .map(Value::Seq);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return t.iter().map(|i| from_py(&i)).collect::<PyResult<_>>().map(Value::Seq);
+        return t
+            .iter()
+            .map(|i| from_py(&i))
+            .collect::<PyResult<_>>()
+            .map(Value::Seq);
     }
     Err(PyTypeError::new_err(format!(
         "cannot convert {} to a configuration value",
