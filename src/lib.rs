@@ -13,6 +13,7 @@
 //! The binary in `src/main.rs` is thin: it parses argv, loads the
 //! configuration and wires the pieces together.
 
+pub mod cli;
 pub mod config;
 pub mod logging;
 
