@@ -9,6 +9,9 @@
 //!   `--validate-config`.
 //! - [`logging`]: the `log:` section: Python logging format strings, file
 //!   rotation and JSON output, byte-compatible with Patroni's log lines.
+//! - [`model`]: the cluster state kept in the DCS (members, leader, config,
+//!   failover, sync, status, history, failsafe) and its exact bytes.
+//! - [`cli`]: the command line, argparse-compatible.
 //!
 //! The binary in `src/main.rs` is thin: it parses argv, loads the
 //! configuration and wires the pieces together.
@@ -16,6 +19,7 @@
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod model;
 
 /// The Patroni version we are compatible with and report everywhere Patroni
 /// reports its own (member keys, REST, metrics). Peers parse it as dotted

@@ -1,12 +1,12 @@
 //! Configuration with Patroni 4.1 semantics.
 //!
-//! - [`value`]: the dynamically typed tree a configuration is.
-//! - [`yaml`]: YAML 1.1 loading with PyYAML `safe_load` resolution.
-//! - [`units`]: `parse_bool`, `parse_int`, `parse_real` with PostgreSQL units.
-//! - [`env`]: the `PATRONI_*` environment variables.
-//! - [`effective`]: file + environment + dynamic defaults into the effective
+//! - [`value`] — the dynamically typed tree a configuration is.
+//! - [`yaml`] — YAML 1.1 loading with PyYAML `safe_load` resolution.
+//! - [`units`] — `parse_bool`, `parse_int`, `parse_real` with PostgreSQL units.
+//! - [`env`] — the `PATRONI_*` environment variables.
+//! - [`effective`] — file + environment + dynamic defaults into the effective
 //!   configuration the daemon runs with.
-//! - [`validate`]: `--validate-config`.
+//! - [`validate`] — `--validate-config`.
 
 pub mod effective;
 pub mod env;
