@@ -1,0 +1,62 @@
+//! `patroni --validate-config`: Patroni 4.1's check of a local
+//! configuration file.
+//!
+//! The verdict and every printed line match Python Patroni's validator for
+//! the same configuration on the same machine, because operators script
+//! around that output. Like Patroni, validation looks at the machine: the
+//! data directory and PostgreSQL binaries on disk, `postgres --version`,
+//! name resolution, whether listen ports are free and DCS endpoints
+//! reachable.
+//!
+//! - [`schema`]: the configuration's expected shape, as data.
+//! - [`engine`]: the combinators and the walk that reports problems.
+//! - [`checks`], [`net`]: the custom checks (files, binaries, addresses).
+//! - [`pyrepr`]: values printed the way Python prints them.
+
+mod checks;
+mod engine;
+mod net;
+mod pyrepr;
+mod schema;
+
+use crate::config::value::Value;
+use std::sync::OnceLock;
+
+/// Options of the validation (`populate_validate_params` in Patroni).
+#[derive(Debug, Clone, Default)]
+pub struct ValidateParams {
+    /// `--ignore-listen-port`: a listen address whose port is already in
+    /// use is not an error (e.g. validating the config of a running node).
+    pub ignore_listen_port: bool,
+}
+
+/// What every check can see: the whole configuration (some checks read a
+/// sibling setting, e.g. `bin_dir` for `data_dir`) and the options.
+pub struct Ctx<'a> {
+    pub root: &'a Value,
+    pub params: &'a ValidateParams,
+}
+
+fn patroni_schema() -> &'static engine::Node {
+    static SCHEMA: OnceLock<engine::Node> = OnceLock::new();
+    SCHEMA.get_or_init(schema::patroni)
+}
+
+/// Validate a local configuration. Returns the problems, one line each, in
+/// the order Patroni reports them (`<path> <value> <message>`); an empty
+/// list means the configuration is valid. Never fails: any value shape is
+/// reported, not rejected.
+pub fn validate(config: &Value, params: &ValidateParams) -> Vec<String> {
+    let ctx = Ctx {
+        root: config,
+        params,
+    };
+    engine::check(patroni_schema(), config, &ctx)
+        .into_iter()
+        .filter(|o| !o.ok)
+        .map(|o| o.render())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

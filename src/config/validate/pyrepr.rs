@@ -1,0 +1,250 @@
+//! Python's `str()` and `repr()` of configuration values.
+//!
+//! Every line `--validate-config` prints embeds the offending value the way
+//! Python formats it (`str(value)`, which for containers means `repr` of
+//! their items: `{'port': '5432'}`, `[1, 'a']`, `datetime.date(2024, 1, 2)`).
+//! Operators compare these lines with what Python Patroni printed, so we
+//! reproduce the formatting rather than printing JSON.
+
+use crate::config::value::{python_float_repr, TimeOfDay, Timestamp, Value};
+
+/// Python `str(value)`.
+pub fn py_str(value: &Value) -> String {
+    match value {
+        Value::Str(s) => s.clone(),
+        Value::Timestamp(t) => timestamp_str(t),
+        other => py_repr(other),
+    }
+}
+
+/// Python `repr(value)`.
+pub fn py_repr(value: &Value) -> String {
+    let mut out = String::new();
+    write_repr(&mut out, value);
+    out
+}
+
+fn write_repr(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::BigInt(s) => out.push_str(s),
+        Value::Float(f) => out.push_str(&python_float_repr(*f)),
+        Value::Str(s) => out.push_str(&str_repr(s)),
+        Value::Timestamp(t) => out.push_str(&timestamp_repr(t)),
+        Value::Seq(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(out, item);
+            }
+            out.push(']');
+        }
+        Value::Map(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(out, k);
+                out.push_str(": ");
+                write_repr(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Python `repr(str)`: single quotes unless the text holds a single quote
+/// and no double quote; control and other non-printable characters escaped.
+pub fn str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if !is_printable(c) => {
+                let n = c as u32;
+                if n < 0x100 {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else if n < 0x10000 {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// An approximation of Python's `str.isprintable` without the Unicode
+/// database: control characters, separators other than the ASCII space,
+/// format characters, surrogates and private-use code points are not
+/// printable. Rare scripts' unassigned code points are treated as printable.
+fn is_printable(c: char) -> bool {
+    let n = c as u32;
+    !(n < 0x20
+        || (0x7f..=0xa0).contains(&n)
+        || n == 0xad
+        || n == 0x1680
+        || (0x2000..=0x200f).contains(&n)
+        || (0x2028..=0x202f).contains(&n)
+        || (0x205f..=0x2064).contains(&n)
+        || (0x2066..=0x206f).contains(&n)
+        || n == 0x3000
+        || (0xd800..=0xf8ff).contains(&n)
+        || n == 0xfeff
+        || (0xfff9..=0xfffb).contains(&n)
+        || (0xf0000..=0x10ffff).contains(&n))
+}
+
+/// `str(datetime.date)` / `str(datetime.datetime)`: ISO format with a space.
+fn timestamp_str(t: &Timestamp) -> String {
+    let date = format!("{:04}-{:02}-{:02}", t.year, t.month, t.day);
+    let Some(time) = &t.time else {
+        return date;
+    };
+    let mut out = format!(
+        "{date} {:02}:{:02}:{:02}",
+        time.hour, time.minute, time.second
+    );
+    if time.microsecond != 0 {
+        out.push_str(&format!(".{:06}", time.microsecond));
+    }
+    if let Some(offset) = time.utc_offset {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let abs = offset.unsigned_abs();
+        out.push_str(&format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60));
+        if abs % 60 != 0 {
+            out.push_str(&format!(":{:02}", abs % 60));
+        }
+    }
+    out
+}
+
+/// `repr(datetime.date)` / `repr(datetime.datetime)`: trailing zero
+/// seconds/microseconds are left out, as Python does.
+fn timestamp_repr(t: &Timestamp) -> String {
+    let Some(time) = &t.time else {
+        return format!("datetime.date({}, {}, {})", t.year, t.month, t.day);
+    };
+    let TimeOfDay {
+        hour,
+        minute,
+        second,
+        microsecond,
+        utc_offset,
+    } = time;
+    let mut out = format!(
+        "datetime.datetime({}, {}, {}, {hour}, {minute}",
+        t.year, t.month, t.day
+    );
+    if *microsecond != 0 {
+        out.push_str(&format!(", {second}, {microsecond}"));
+    } else if *second != 0 {
+        out.push_str(&format!(", {second}"));
+    }
+    if let Some(offset) = utc_offset {
+        out.push_str(", tzinfo=");
+        out.push_str(&timezone_repr(*offset));
+    }
+    out.push(')');
+    out
+}
+
+fn timezone_repr(offset: i32) -> String {
+    if offset == 0 {
+        return "datetime.timezone.utc".into();
+    }
+    let days = offset.div_euclid(86_400);
+    let seconds = offset.rem_euclid(86_400);
+    let delta = if days == 0 {
+        format!("datetime.timedelta(seconds={seconds})")
+    } else {
+        format!("datetime.timedelta(days={days}, seconds={seconds})")
+    };
+    format!("datetime.timezone({delta})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::value::Map;
+
+    #[test]
+    fn strings_are_bare_at_top_level_and_quoted_inside_containers() {
+        let s = Value::Str("it's".into());
+        assert_eq!(py_str(&s), "it's");
+        assert_eq!(py_repr(&Value::Seq(vec![s])), "[\"it's\"]");
+        assert_eq!(str_repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(str_repr("tab\there\u{7}"), "'tab\\there\\x07'");
+        assert_eq!(str_repr("é"), "'é'");
+    }
+
+    #[test]
+    fn dicts_and_scalars_format_like_python() {
+        let mut m = Map::new();
+        m.set("port", Value::Int(5432));
+        m.set("on", Value::Bool(true));
+        m.insert(Value::Int(1), Value::Null);
+        m.set("f", Value::Float(1.0));
+        assert_eq!(
+            py_str(&Value::Map(m)),
+            "{'port': 5432, 'on': True, 1: None, 'f': 1.0}"
+        );
+    }
+
+    #[test]
+    fn timestamps_format_like_datetime() {
+        let date = Timestamp {
+            year: 2024,
+            month: 1,
+            day: 2,
+            time: None,
+        };
+        assert_eq!(py_str(&Value::Timestamp(date.clone())), "2024-01-02");
+        assert_eq!(
+            py_repr(&Value::Timestamp(date)),
+            "datetime.date(2024, 1, 2)"
+        );
+        let dt = Timestamp {
+            year: 2001,
+            month: 12,
+            day: 14,
+            time: Some(TimeOfDay {
+                hour: 21,
+                minute: 59,
+                second: 43,
+                microsecond: 100_000,
+                utc_offset: Some(-5 * 3600),
+            }),
+        };
+        assert_eq!(
+            py_str(&Value::Timestamp(dt.clone())),
+            "2001-12-14 21:59:43.100000-05:00"
+        );
+        assert_eq!(
+            py_repr(&Value::Timestamp(dt)),
+            "datetime.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=datetime.timezone(datetime.timedelta(days=-1, seconds=68400)))"
+        );
+    }
+}
