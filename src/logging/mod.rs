@@ -1,1 +1,261 @@
-//! placeholder: logging
+//! Logging with the semantics of Patroni's `log:` section.
+//!
+//! Daemon code logs through the `log` crate with Patroni's logger names as
+//! targets, e.g. `log::info!(target: "patroni.ha", "...")`, so that
+//! `log.loggers` levels apply hierarchically as in Python
+//! (`patroni.dcs: DEBUG` covers `patroni.dcs.etcd3`). A target written as a
+//! Rust path (`patroni::ha`, the default when no target is given) is read
+//! with dots.
+//!
+//! Lines are byte-identical to Python Patroni's for the same settings: the
+//! default `%(asctime)s %(levelname)s: %(message)s` with a local-time
+//! `2026-11-22 03:10:20,123` stamp, any `%`-style format over the usual
+//! `LogRecord` attributes, or JSON objects as python-json-logger writes them.
+//!
+//! - [`settings`]: the `log` section with Patroni's defaults.
+//! - [`format`] / [`json`]: the line formatters; [`pyfmt`] Python's number
+//!   and string renderings they rely on.
+//! - [`file`]: `log.dir` with size rotation.
+//! - [`pipeline`]: the bounded queue and writer thread.
+
+pub mod file;
+pub mod format;
+pub mod json;
+pub mod pipeline;
+pub mod pyfmt;
+pub mod record;
+pub mod settings;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+pub use format::FormatError;
+pub use pipeline::{LineFormatter, LoggerHandle};
+pub use record::Record;
+pub use settings::{FormatSpec, LogSettings, LogType, SettingsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("cannot open log file {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the logging thread: {0}")]
+    Thread(std::io::Error),
+    #[error("a logger is already installed in this process")]
+    AlreadyInitialized,
+}
+
+/// The logger name for a `log` target: Rust paths use `::`, Patroni's
+/// names use dots.
+pub fn logger_name(target: &str) -> String {
+    if target.contains("::") {
+        target.replace("::", ".")
+    } else {
+        target.to_owned()
+    }
+}
+
+fn dispatch(shared: &pipeline::Shared, record: &log::Record) {
+    let name = logger_name(record.target());
+    let levelno = record::levelno_of(record.level());
+    if !shared.enabled(&name, levelno) {
+        return;
+    }
+    let message = match record.args().as_str() {
+        Some(s) => s.to_owned(),
+        None => record.args().to_string(),
+    };
+    let rec = Record::now(
+        &name,
+        levelno,
+        message,
+        record.file().unwrap_or("(unknown file)"),
+        record.line().map(i64::from).unwrap_or(0),
+    );
+    shared.submit(rec);
+}
+
+/// The installed global logger: forwards to the pipeline of the handle
+/// returned by [`init`].
+struct GlobalLogger {
+    shared: Arc<pipeline::Shared>,
+}
+
+impl log::Log for GlobalLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.shared.enabled(
+            &logger_name(metadata.target()),
+            record::levelno_of(metadata.level()),
+        )
+    }
+
+    fn log(&self, record: &log::Record) {
+        dispatch(&self.shared, record);
+    }
+
+    fn flush(&self) {
+        // Bounded, so that a hung disk cannot hang the process at exit.
+        self.shared.flush(std::time::Duration::from_secs(5));
+    }
+}
+
+/// Whether `traceback_level: DEBUG` is in effect (see [`exception`]).
+static TRACEBACK_DEBUG: AtomicBool = AtomicBool::new(false);
+static INSTALLED: OnceLock<()> = OnceLock::new();
+
+/// The `log` crate's static filter: Python level -> most verbose `log` level.
+fn max_level(levelno: i64) -> log::LevelFilter {
+    match levelno {
+        i64::MIN..=5 => log::LevelFilter::Trace,
+        6..=10 => log::LevelFilter::Debug,
+        11..=20 => log::LevelFilter::Info,
+        21..=30 => log::LevelFilter::Warn,
+        _ => log::LevelFilter::Error,
+    }
+}
+
+/// Start logging with `settings` and install it as the process-wide `log`
+/// logger. Call once; use [`LoggerHandle::reload`] for later changes.
+pub fn init(settings: &LogSettings) -> Result<LoggerHandle, LogError> {
+    if INSTALLED.get().is_some() {
+        return Err(LogError::AlreadyInitialized);
+    }
+    let handle = LoggerHandle::start(settings)?;
+    log::set_boxed_logger(Box::new(GlobalLogger {
+        shared: handle.shared(),
+    }))
+    .map_err(|_| LogError::AlreadyInitialized)?;
+    let _ = INSTALLED.set(());
+    apply_globals(settings);
+    Ok(handle)
+}
+
+/// Process-wide switches derived from the settings; called by `init` and
+/// by `LoggerHandle::reload` through [`reload`].
+fn apply_globals(settings: &LogSettings) {
+    TRACEBACK_DEBUG.store(settings.traceback_debug, Ordering::Relaxed);
+    log::set_max_level(max_level(settings.most_verbose_level()));
+}
+
+/// Reload the global logger's settings (SIGHUP): like
+/// [`LoggerHandle::reload`], plus the process-wide switches.
+pub fn reload(handle: &LoggerHandle, settings: &LogSettings) -> Result<(), LogError> {
+    handle.reload(settings)?;
+    if INSTALLED.get().is_some() {
+        apply_globals(settings);
+    }
+    Ok(())
+}
+
+/// Patroni's `logger.exception(msg)`: with `traceback_level: DEBUG` the
+/// error's detail is logged at DEBUG when that is enabled, otherwise a
+/// single ERROR line `msg, DETAIL: '<error>'`; by default (ERROR) the
+/// message is logged at ERROR followed by the error and its causes.
+pub fn exception(target: &str, msg: &str, err: &dyn std::error::Error) {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        chain.push_str(&format!("\nCaused by: {s}"));
+        source = s.source();
+    }
+    if TRACEBACK_DEBUG.load(Ordering::Relaxed) {
+        if log::log_enabled!(target: target, log::Level::Debug) {
+            log::debug!(target: target, "{msg}\n{chain}");
+        } else {
+            log::error!(target: target, "{msg}, DETAIL: '{err}'");
+        }
+    } else {
+        log::error!(target: target, "{msg}\n{chain}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Map, Value};
+    use std::time::Duration;
+
+    #[test]
+    fn rust_paths_become_dotted_names() {
+        assert_eq!(logger_name("patroni::dcs::etcd3"), "patroni.dcs.etcd3");
+        assert_eq!(logger_name("patroni.ha"), "patroni.ha");
+        assert_eq!(max_level(20), log::LevelFilter::Info);
+        assert_eq!(max_level(0), log::LevelFilter::Trace);
+    }
+
+    fn settings(dir: &std::path::Path, extra: &[(&str, Value)]) -> LogSettings {
+        let mut m = Map::new();
+        m.set("dir", Value::Str(dir.display().to_string()));
+        m.set(
+            "format",
+            Value::Str("%(levelname)s %(name)s %(message)s".into()),
+        );
+        for (k, v) in extra {
+            m.set(k, v.clone());
+        }
+        LogSettings::from_value(&Value::Map(m)).expect("settings")
+    }
+
+    fn log_to(handle: &LoggerHandle, target: &str, level: log::Level, msg: &str) {
+        handle.log(
+            &log::Record::builder()
+                .target(target)
+                .level(level)
+                .args(format_args!("{msg}"))
+                .build(),
+        );
+    }
+
+    #[test]
+    fn pipeline_filters_by_logger_and_reloads_without_loss() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut loggers = Map::new();
+        loggers.set("patroni.dcs", Value::Str("DEBUG".into()));
+        let s = settings(dir.path(), &[("loggers", Value::Map(loggers))]);
+        let handle = LoggerHandle::start(&s).expect("start");
+        log_to(&handle, "patroni.ha", log::Level::Debug, "hidden");
+        log_to(&handle, "patroni::dcs::etcd3", log::Level::Debug, "shown");
+        log_to(&handle, "patroni.ha", log::Level::Info, "info");
+        assert!(handle.flush(Duration::from_secs(5)));
+
+        let mut json = settings(dir.path(), &[("type", Value::Str("json".into()))]);
+        json.format = FormatSpec::Text("%(levelname)s %(message)s".into());
+        handle.reload(&json).expect("reload");
+        log_to(&handle, "patroni.ha", log::Level::Warn, "after \"reload\"");
+        handle.shutdown();
+
+        let text = std::fs::read_to_string(dir.path().join("patroni.log")).expect("read");
+        assert_eq!(
+            text,
+            "DEBUG patroni.dcs.etcd3 shown\nINFO patroni.ha info\n\
+             {\"levelname\": \"WARNING\", \"message\": \"after \\\"reload\\\"\"}\n"
+        );
+    }
+
+    #[test]
+    fn bad_reload_keeps_the_old_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path(), &[]);
+        let handle = LoggerHandle::start(&s).expect("start");
+        let mut bad = s.clone();
+        bad.format = FormatSpec::Text("%(nosuch)s".into());
+        assert!(matches!(handle.reload(&bad), Err(LogError::Format(_))));
+        let mut missing = s.clone();
+        missing.dir = Some(dir.path().join("missing"));
+        assert!(matches!(
+            handle.reload(&missing),
+            Err(LogError::File { .. })
+        ));
+        log_to(&handle, "patroni", log::Level::Error, "still here");
+        handle.shutdown();
+        let text = std::fs::read_to_string(dir.path().join("patroni.log")).expect("read");
+        assert_eq!(text, "ERROR patroni still here\n");
+    }
+}
