@@ -1,0 +1,124 @@
+//! YAML loading with the semantics of PyYAML's `yaml.safe_load`, which is
+//! what Patroni reads its configuration (and YAML-valued environment
+//! variables) with.
+//!
+//! Patroni configurations are YAML 1.1 as PyYAML understands it: `on`/`yes`
+//! are booleans, `0640` is octal, `1:20` is base 60, `1e3` is a string. YAML
+//! 1.2 loaders disagree on all of these, so only the event parser is
+//! borrowed (`saphyr-parser`); the rest is ours and follows PyYAML:
+//!
+//! 1. the whole input is checked for the characters PyYAML's reader refuses
+//!    and for an incompatible `%YAML` directive;
+//! 2. [`compose`] turns events into a node graph and resolves tags
+//!    ([`resolve`] holds the YAML 1.1 implicit resolver);
+//! 3. [`construct`] builds the [`Value`] tree (merge keys, duplicate keys,
+//!    unhashable keys) with [`scalar`] turning scalar text into numbers,
+//!    booleans and timestamps exactly as PyYAML's constructors do.
+//!
+//! Known differences with PyYAML, all on input no Patroni configuration
+//! would contain: recursive structures (`&a [*a]`) and the `!!binary`,
+//! `!!set`, `!!omap` and `!!pairs` tags are refused; the scanner is a YAML
+//! 1.2 one, so NEL/LS/PS are not line breaks, and some tab placements
+//! PyYAML rejects (e.g. `key:<TAB>value`) are accepted; explicit `!!int`
+//! and `!!float` only accept ASCII digits (Python's `int()` also takes
+//! other Unicode digits); nesting is limited to a few hundred levels.
+
+mod compose;
+mod construct;
+mod resolve;
+mod scalar;
+
+use std::fmt;
+
+use crate::config::value::Value;
+
+/// A YAML syntax or construction error, positioned in the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlError {
+    pub message: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+}
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "YAML error at line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// Load a single YAML document like `yaml.safe_load`: an empty stream is
+/// `Value::Null`, more than one document is an error.
+pub fn load(text: &str) -> Result<Value, YamlError> {
+    check_printable(text)?;
+    check_version_directive(text)?;
+    let document = compose::compose(text)?;
+    construct::construct(document)
+}
+
+/// PyYAML's reader refuses control characters (other than tab and line
+/// breaks), DEL, C1 controls other than NEL, surrogates and U+FFFE/U+FFFF
+/// anywhere in the stream, comments included.
+fn check_printable(text: &str) -> Result<(), YamlError> {
+    let printable = |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..);
+    let mut line = 1;
+    let mut column = 1;
+    for c in text.chars() {
+        if !printable(c) {
+            return Err(YamlError {
+                message: format!(
+                    "unacceptable character #x{:04x}: special characters are not allowed",
+                    u32::from(c)
+                ),
+                line,
+                column,
+            });
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    Ok(())
+}
+
+/// PyYAML accepts `%YAML 1.x` (any minor version) and refuses other major
+/// versions; saphyr does not look at the version, so check the directives
+/// that precede the first document here.
+fn check_version_directive(text: &str) -> Result<(), YamlError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with('%') {
+            break;
+        }
+        let mut words = line.split_whitespace();
+        if words.next() != Some("%YAML") {
+            continue;
+        }
+        let major = words.next().and_then(|v| v.split('.').next());
+        if major.is_some_and(|m| m.parse::<u32>().ok() != Some(1)) {
+            return Err(YamlError {
+                message: "found incompatible YAML document (version 1.* is required)".into(),
+                line: n + 1,
+                column: 1,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
