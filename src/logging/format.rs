@@ -372,6 +372,9 @@ fn render_field(spec: &Spec, value: &Attr, out: &mut String) {
     }
 }
 
+/// What Python's `%` style uses for an empty format.
+pub const MESSAGE_ONLY: &str = "%(message)s";
+
 /// Python's `logging.Formatter(fmt, datefmt)` for Patroni's plain log type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Formatter {
@@ -380,7 +383,9 @@ pub struct Formatter {
 }
 
 impl Formatter {
+    /// An empty `fmt` means `%(message)s`, as in Python.
     pub fn new(fmt: &str, datefmt: Option<&str>) -> Result<Formatter, FormatError> {
+        let fmt = if fmt.is_empty() { MESSAGE_ONLY } else { fmt };
         Ok(Formatter {
             fmt: PercentFormat::parse(fmt)?,
             datefmt: datefmt.filter(|d| !d.is_empty()).map(str::to_owned),

@@ -46,9 +46,14 @@ impl LineFormatter {
                 LineFormatter::Plain(Formatter::new(f, datefmt)?)
             }
             (FormatSpec::Text(f), LogType::Json) => {
+                let f = if f.is_empty() {
+                    super::format::MESSAGE_ONLY
+                } else {
+                    f.as_str()
+                };
                 // python-json-logger validates string formats like logging does.
                 if !super::format::has_valid_placeholder(f) {
-                    return Err(FormatError::NoPlaceholder(f.clone()));
+                    return Err(FormatError::NoPlaceholder(f.to_owned()));
                 }
                 LineFormatter::Json(JsonFormatter::new(
                     fields_of(f),
