@@ -10,10 +10,12 @@
 //! untagged plain scalars (or anything tagged with the non-specific `!`)
 //! go through the YAML 1.1 resolver.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span, Tag};
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, ScanError, Span, Tag};
 
+use super::indent::{repair, Shifts, MAX_REPAIRS};
 use super::resolve::{resolve_scalar, Implicit};
 use super::YamlError;
 
@@ -97,6 +99,54 @@ struct Composer<'a> {
 /// Parse `source` and compose its single document (`None` for an empty
 /// stream). More than one document is an error, as in `yaml.safe_load`.
 pub(super) fn compose(source: &str) -> Result<Document, YamlError> {
+    let mut text = Cow::Borrowed(source);
+    let mut shifts = Shifts::default();
+    let mut repairs = 0;
+    loop {
+        match compose_once(&text) {
+            Ok(mut doc) => {
+                for node in &mut doc.nodes {
+                    node.column = shifts.column(node.line, node.column);
+                }
+                return Ok(doc);
+            }
+            Err(Failure::Scan(e)) => {
+                let (line, col) = (e.marker().line(), e.marker().col());
+                if repairs < MAX_REPAIRS {
+                    if let Some(fixed) = repair(&text, e.info(), line, col, &mut shifts) {
+                        text = Cow::Owned(fixed);
+                        repairs += 1;
+                        continue;
+                    }
+                }
+                return Err(YamlError {
+                    message: e.info().to_owned(),
+                    line,
+                    column: shifts.column(line, col + 1),
+                });
+            }
+            Err(Failure::Other(mut e)) => {
+                e.column = shifts.column(e.line, e.column);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Why one parse attempt failed: saphyr's own error (possibly one
+/// [`repair`] can work around) or ours.
+enum Failure {
+    Scan(ScanError),
+    Other(YamlError),
+}
+
+impl From<YamlError> for Failure {
+    fn from(e: YamlError) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+fn compose_once(source: &str) -> Result<Document, Failure> {
     let mut composer = Composer {
         source,
         char_offsets: None,
@@ -112,7 +162,7 @@ pub(super) fn compose(source: &str) -> Result<Document, YamlError> {
     loop {
         let (event, span) = match parser.next_event() {
             None => break,
-            Some(Err(e)) => return Err(error_at(e.marker(), e.info())),
+            Some(Err(e)) => return Err(Failure::Scan(e)),
             Some(Ok(ev)) => ev,
         };
         match event {
@@ -122,7 +172,7 @@ pub(super) fn compose(source: &str) -> Result<Document, YamlError> {
                 documents += 1;
                 if documents > 1 {
                     let first = first_doc_mark.unwrap_or(span.start);
-                    return Err(error_at(
+                    return Err(Failure::Other(error_at(
                         &span.start,
                         format!(
                             "expected a single document in the stream, but found another document \
@@ -130,7 +180,7 @@ pub(super) fn compose(source: &str) -> Result<Document, YamlError> {
                             first.line(),
                             first.col() + 1
                         ),
-                    ));
+                    )));
                 }
                 first_doc_mark = Some(span.start);
             }

@@ -25,6 +25,7 @@
 
 mod compose;
 mod construct;
+mod indent;
 mod resolve;
 mod scalar;
 

@@ -463,3 +463,23 @@ fn fuzz_never_panics() {
         let _ = load(&String::from_utf8_lossy(&bytes));
     }
 }
+
+#[test]
+fn flow_and_quoted_continuations_may_be_under_indented() {
+    // PyYAML does not check indentation inside flow collections or quoted
+    // scalars; YAML 1.2 does, so these need the repair pass.
+    let v = load_ok("a:\n  b: [1,\n2, 3]\n  c: \"x\ny\"\nd: 1\n");
+    let a = v.as_map().unwrap().get("a").unwrap().as_map().unwrap();
+    assert_eq!(
+        a.get("b"),
+        Some(&Value::Seq(vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Int(3)
+        ]))
+    );
+    assert_eq!(a.get("c"), Some(&s("x y")));
+    // Errors after a repair still point into the original text.
+    let e = load_err("a:\n  b: [1,\n2, !foo 3]\n");
+    assert_eq!((e.line, e.column), (3, 4));
+}
