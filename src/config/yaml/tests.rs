@@ -246,7 +246,7 @@ fn alias_bombs_are_refused() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..9 {
         let prev = format!("*a{}", i - 1);
-        let refs = vec![prev.as_str(); 10].join(", ");
+        let refs = [prev.as_str(); 10].join(", ");
         text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
     }
     assert!(load_err(&text).message.contains("more than"));
