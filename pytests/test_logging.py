@@ -226,6 +226,9 @@ JSON_SECTIONS = [
     {"type": "plain", "format": ["message"]},
     {"type": "plain", "dateformat": 5},
     {"type": "json", "format": ["asctime", "message"], "dateformat": ["bad"]},
+    {"type": "json", "format": ["levelname", {"message": "m"}], "static_fields": ["not", "a", "dict"]},
+    {"type": "json", "format": "%(levelname)s %(message)s", "static_fields": 5},
+    {"type": "plain", "static_fields": ["ignored"]},
 ]
 
 
@@ -237,8 +240,11 @@ def test_json_and_fallbacks_match_patroni(section, caplog):
             caplog.clear()
             want = patroni_formatter(section).format(r)
         assert patroni_rs.format_with_settings(section, d) == want
-        warnings = [rec.getMessage() for rec in caplog.records if rec.name == "patroni.log"]
-        assert patroni_rs.parse_log_settings(section)["warnings"] == warnings
+        ours = patroni_rs.parse_log_settings(section)
+        logged = [rec for rec in caplog.records if rec.name == "patroni.log"]
+        assert ours["warnings"] == [rec.getMessage() for rec in logged if rec.levelno == logging.WARNING]
+        # Error texts embed a Python exception repr; only their presence is compared.
+        assert len(ours["errors"]) == len([rec for rec in logged if rec.levelno == logging.ERROR])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -321,3 +327,69 @@ def test_default_destination_is_stderr(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout == ""
     assert out.stderr == "WARNING patroni.ha: to stderr\n"
+
+
+# --------------------------------------------------- heartbeat de-duplication
+
+LOCK = "Lock owner: postgresql0; I am postgresql1"
+HEARTBEAT = "no action. I am (postgresql1), a secondary, and following a leader (postgresql0)"
+PAUSED = "PAUSE: no action. I am (postgresql1), a secondary"
+OTHER = "following a different leader because I am not the healthiest node"
+
+
+def run_patroni_logger(section, records):
+    """Feed records through a real PatroniLogger thread (its queue and
+    heartbeat filtering), as Patroni's daemon does."""
+    root = logging.getLogger()
+    old_level = root.level
+    logger = PatroniLogger()
+    try:
+        logger.reload_config(section)
+        logger.start()
+        for r in records:
+            logger._queue_handler.queue.put_nowait(r)
+        logger._queue_handler.queue.put_nowait(None)
+        logger.join()
+        logger.log_handler.close()
+    finally:
+        root.removeHandler(logger._queue_handler)
+        root.removeHandler(logger._proxy_handler)
+        root.setLevel(old_level)
+
+
+def compare_pipelines(tmp_path, section, messages):
+    ours, theirs = tmp_path / "rust", tmp_path / "python"
+    ours.mkdir()
+    theirs.mkdir()
+    records = [make_record(msg=m, thread=t, threadName="T%d" % t, created=1763781020.0 + i)
+               for i, (m, t) in enumerate(messages)]
+    base = {"format": "%(threadName)s %(message)s", "max_queue_size": 0}
+    run_patroni_logger(dict(base, dir=str(theirs), **section), [r for _, r in records])
+    patroni_rs.write_records(dict(base, dir=str(ours), **section), [d for d, _ in records])
+    want = (theirs / "patroni.log").read_text()
+    assert (ours / "patroni.log").read_text() == want
+    return want
+
+
+@pytest.mark.parametrize("dedup", [False, True])
+def test_heartbeat_filtering_matches_patroni(tmp_path, dedup):
+    messages = [(LOCK, 1), (HEARTBEAT, 1), (LOCK, 1), (HEARTBEAT, 1), (LOCK, 1), (OTHER, 1),
+                (LOCK, 1), (HEARTBEAT, 2), (HEARTBEAT, 1), (LOCK, 1), (PAUSED, 1), (LOCK, 1), (PAUSED, 1),
+                (LOCK, 2), (OTHER, 2), (LOCK, 1)]
+    out = compare_pipelines(tmp_path, {"level": "INFO", "deduplicate_heartbeat_logs": dedup}, messages)
+    assert LOCK in out and out.count(HEARTBEAT) == (3 if dedup else 4)
+
+
+def test_heartbeat_filtering_only_at_info(tmp_path):
+    messages = [(LOCK, 1), (HEARTBEAT, 1), (LOCK, 1), (HEARTBEAT, 1)]
+    out = compare_pipelines(tmp_path, {"level": "DEBUG", "deduplicate_heartbeat_logs": True}, messages)
+    assert out.count(LOCK) == 2
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=st.lists(st.tuples(st.sampled_from([LOCK, HEARTBEAT, PAUSED, OTHER, HEARTBEAT + "!"]),
+                                   st.sampled_from([1, 2])), max_size=25),
+       dedup=st.booleans())
+def test_generated_heartbeat_streams_match_patroni(tmp_path_factory, messages, dedup):
+    compare_pipelines(tmp_path_factory.mktemp("hb"), {"level": "INFO", "deduplicate_heartbeat_logs": dedup},
+                      messages)

@@ -127,31 +127,22 @@ pub fn init(settings: &LogSettings) -> Result<LoggerHandle, LogError> {
     if INSTALLED.get().is_some() {
         return Err(LogError::AlreadyInitialized);
     }
-    let handle = LoggerHandle::start(settings)?;
+    let mut handle = LoggerHandle::start(settings)?;
     log::set_boxed_logger(Box::new(GlobalLogger {
         shared: handle.shared(),
     }))
     .map_err(|_| LogError::AlreadyInitialized)?;
     let _ = INSTALLED.set(());
+    handle.global = true;
     apply_globals(settings);
     Ok(handle)
 }
 
-/// Process-wide switches derived from the settings; called by `init` and
-/// by `LoggerHandle::reload` through [`reload`].
+/// Process-wide switches derived from the settings, applied by [`init`] and
+/// by [`LoggerHandle::reload`] on the installed pipeline.
 fn apply_globals(settings: &LogSettings) {
     TRACEBACK_DEBUG.store(settings.traceback_debug, Ordering::Relaxed);
     log::set_max_level(max_level(settings.most_verbose_level()));
-}
-
-/// Reload the global logger's settings (SIGHUP): like
-/// [`LoggerHandle::reload`], plus the process-wide switches.
-pub fn reload(handle: &LoggerHandle, settings: &LogSettings) -> Result<(), LogError> {
-    handle.reload(settings)?;
-    if INSTALLED.get().is_some() {
-        apply_globals(settings);
-    }
-    Ok(())
 }
 
 /// Patroni's `logger.exception(msg)`: with `traceback_level: DEBUG` the

@@ -300,6 +300,8 @@ fn apply_output(s: &LogSettings, current: &mut Option<Output>) -> Result<Output,
 pub struct LoggerHandle {
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
+    /// This pipeline is the process-wide `log` logger (see [`super::init`]).
+    pub(crate) global: bool,
 }
 
 impl LoggerHandle {
@@ -333,6 +335,7 @@ impl LoggerHandle {
         let handle = LoggerHandle {
             shared,
             worker: Some(worker),
+            global: false,
         };
         handle.report_warnings(settings);
         Ok(handle)
@@ -342,15 +345,15 @@ impl LoggerHandle {
         self.shared.clone()
     }
 
+    /// Log what Patroni would log while applying `settings`.
     fn report_warnings(&self, settings: &LogSettings) {
-        for w in &settings.warnings {
-            self.submit(Record::now(
-                SELF_LOGGER,
-                record::WARNING,
-                w.clone(),
-                file!(),
-                line!().into(),
-            ));
+        let levelled = (settings.warnings.iter().map(|w| (record::WARNING, w)))
+            .chain(settings.errors.iter().map(|e| (record::ERROR, e)));
+        for (levelno, text) in levelled {
+            if self.shared.enabled(SELF_LOGGER, levelno) {
+                let rec = Record::now(SELF_LOGGER, levelno, text.clone(), file!(), 0);
+                self.submit(rec);
+            }
         }
     }
 
@@ -379,6 +382,9 @@ impl LoggerHandle {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(settings.clone());
         lock(&self.shared.queue).max = settings.max_queue_size;
+        if self.global {
+            super::apply_globals(settings);
+        }
         self.report_warnings(settings);
         Ok(())
     }

@@ -79,6 +79,8 @@ pub struct LogSettings {
     pub deduplicate_heartbeat_logs: bool,
     /// Warnings Patroni would log when applying these settings.
     pub warnings: Vec<String>,
+    /// Errors Patroni would log (it still starts, with a fallback).
+    pub errors: Vec<String>,
 }
 
 impl Default for LogSettings {
@@ -98,6 +100,7 @@ impl Default for LogSettings {
             loggers: Vec::new(),
             deduplicate_heartbeat_logs: false,
             warnings: Vec::new(),
+            errors: Vec::new(),
         }
     }
 }
@@ -159,27 +162,11 @@ fn python_int(key: &str, v: &Value) -> Result<i64, SettingsError> {
     }
 }
 
-/// Patroni reads `mode` with its `parse_int`, which yields "no value" for
-/// anything unparsable; strings may be decimal or `0o`/`0x`/`0`-prefixed.
+/// Patroni reads `mode` with its `parse_int` (so `"0640"` is octal and
+/// anything unparsable means "not set"). Values outside `0..=0o7777` cannot
+/// be file modes; they are treated as not set.
 fn parse_mode(v: &Value) -> Option<u32> {
-    let n = match v {
-        Value::Int(i) => *i,
-        Value::Bool(b) => i64::from(*b),
-        Value::Str(s) => {
-            let t = s.trim();
-            let parsed = if let Some(h) = t.strip_prefix("0x").or(t.strip_prefix("0X")) {
-                i64::from_str_radix(h, 16)
-            } else if let Some(o) = t.strip_prefix("0o").or(t.strip_prefix("0O")) {
-                i64::from_str_radix(o, 8)
-            } else if t.len() > 1 && t.starts_with('0') {
-                i64::from_str_radix(&t[1..], 8)
-            } else {
-                t.parse()
-            };
-            parsed.ok()?
-        }
-        _ => return None,
-    };
+    let n = crate::config::units::parse_int(v, None)?;
     u32::try_from(n).ok().filter(|m| *m <= 0o7777)
 }
 
@@ -228,24 +215,30 @@ impl LogSettings {
                 other.type_name()
             )),
         }
-        if let Some(v) = map.get("static_fields") {
-            match v {
-                Value::Map(m) => s.static_fields = m.clone(),
-                Value::Null => {}
-                other => {
-                    return Err(SettingsError::WrongType {
-                        key: "static_fields".into(),
-                        expected: "a mapping",
-                        ty: other.type_name(),
-                    })
-                }
-            }
-        }
         let format = map.get("format");
         s.format = match s.log_type {
             LogType::Plain => plain_format(format, &mut s.warnings),
             LogType::Json => json_format(format, &mut s.warnings),
         };
+        // Only the json formatter reads static_fields. When it cannot use
+        // them, Patroni logs an error and falls back to a plain formatter
+        // over the same fields.
+        if s.log_type == LogType::Json {
+            match map.get("static_fields") {
+                None | Some(Value::Null) => {}
+                Some(Value::Map(m)) => s.static_fields = m.clone(),
+                Some(Value::Str(t)) if t.is_empty() => {}
+                Some(other) => {
+                    s.errors.push(format!(
+                        "Failed to initialize JsonFormatter: static_fields must be a mapping, not {}. \
+                         Falling back to the plain logger",
+                        other.type_name()
+                    ));
+                    s.log_type = LogType::Plain;
+                    s.format = FormatSpec::Text(s.format.as_percent_format());
+                }
+            }
+        }
         if let Some(v) = map.get("max_queue_size") {
             s.max_queue_size = python_int("max_queue_size", v)?;
         }
@@ -321,6 +314,21 @@ impl LogSettings {
             .chain(std::iter::once(self.level))
             .min()
             .unwrap_or(self.level)
+    }
+}
+
+impl FormatSpec {
+    /// The `%`-style string equivalent: a list of fields becomes
+    /// `%(a)s %(b)s`, as Patroni builds it for python-json-logger.
+    pub fn as_percent_format(&self) -> String {
+        match self {
+            FormatSpec::Text(t) => t.clone(),
+            FormatSpec::Fields { fields, .. } => fields
+                .iter()
+                .map(|f| format!("%({f})s"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
     }
 }
 
@@ -439,6 +447,8 @@ mod tests {
         assert_eq!((x.file_size, x.file_num, x.mode), (1000, 2, Some(0o600)));
         assert!(parse(&[("file_size", s("10MB"))]).is_err());
         assert_eq!(parse(&[("mode", s("rw"))]).map(|x| x.mode), Ok(None));
+        assert_eq!(parse(&[("mode", s(" 0x1a4 "))]).map(|x| x.mode), Ok(Some(0o644)));
+        assert_eq!(parse(&[("mode", Value::Int(-1))]).map(|x| x.mode), Ok(None));
     }
 
     #[test]
@@ -462,6 +472,24 @@ mod tests {
             }
         );
         assert_eq!(x.warnings.len(), 2, "{:?}", x.warnings);
+    }
+
+    #[test]
+    fn unusable_static_fields_fall_back_to_plain() {
+        let x = parse(&[
+            ("type", s("json")),
+            ("format", Value::Seq(vec![s("levelname"), s("message")])),
+            ("static_fields", Value::Seq(vec![s("a")])),
+        ])
+        .expect("ok");
+        assert_eq!(x.log_type, LogType::Plain);
+        assert_eq!(
+            x.format,
+            FormatSpec::Text("%(levelname)s %(message)s".into())
+        );
+        assert_eq!(x.errors.len(), 1);
+        let plain = parse(&[("static_fields", Value::Int(3))]).expect("ok");
+        assert!(plain.errors.is_empty() && plain.static_fields.is_empty());
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn parse_log_settings<'py>(
     d.set_item("loggers", s.loggers.clone())?;
     d.set_item("deduplicate_heartbeat_logs", s.deduplicate_heartbeat_logs)?;
     d.set_item("warnings", s.warnings.clone())?;
+    d.set_item("errors", s.errors.clone())?;
     Ok(d)
 }
 
