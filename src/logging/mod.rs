@@ -230,6 +230,52 @@ mod tests {
         );
     }
 
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("request failed")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// The only test that installs the process-wide logger.
+    #[test]
+    fn global_logger_levels_and_exceptions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path(), &[]);
+        let handle = init(&s).expect("first init");
+        assert!(matches!(init(&s), Err(LogError::AlreadyInitialized)));
+        let err = Outer(std::io::Error::other("connection refused"));
+
+        log::debug!(target: "patroni.ha", "not shown");
+        log::warn!(target: "patroni.ha", "shown {}", 1);
+        exception("patroni.dcs", "Failed to get cluster", &err);
+
+        let mut tb = s.clone();
+        tb.traceback_debug = true;
+        handle.reload(&tb).expect("reload");
+        exception("patroni.dcs", "Failed to get cluster", &err);
+        tb.level = record::DEBUG;
+        handle.reload(&tb).expect("reload");
+        assert!(log::log_enabled!(target: "x", log::Level::Debug));
+        exception("patroni.dcs", "Failed to get cluster", &err);
+        handle.shutdown();
+
+        let text = std::fs::read_to_string(dir.path().join("patroni.log")).expect("read");
+        assert_eq!(
+            text,
+            "WARNING patroni.ha shown 1\n\
+             ERROR patroni.dcs Failed to get cluster\nrequest failed\nCaused by: connection refused\n\
+             ERROR patroni.dcs Failed to get cluster, DETAIL: 'request failed'\n\
+             DEBUG patroni.dcs Failed to get cluster\nrequest failed\nCaused by: connection refused\n"
+        );
+    }
+
     #[test]
     fn bad_reload_keeps_the_old_configuration() {
         let dir = tempfile::tempdir().expect("tempdir");

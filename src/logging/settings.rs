@@ -447,7 +447,10 @@ mod tests {
         assert_eq!((x.file_size, x.file_num, x.mode), (1000, 2, Some(0o600)));
         assert!(parse(&[("file_size", s("10MB"))]).is_err());
         assert_eq!(parse(&[("mode", s("rw"))]).map(|x| x.mode), Ok(None));
-        assert_eq!(parse(&[("mode", s(" 0x1a4 "))]).map(|x| x.mode), Ok(Some(0o644)));
+        assert_eq!(
+            parse(&[("mode", s(" 0x1a4 "))]).map(|x| x.mode),
+            Ok(Some(0o644))
+        );
         assert_eq!(parse(&[("mode", Value::Int(-1))]).map(|x| x.mode), Ok(None));
     }
 
