@@ -106,7 +106,8 @@ CUSTOM_FORMATS = [
     "%(levelno)o %(levelno)#o %(levelno).4d %(levelno)8.4d %(lineno)ld %(created)12.1f|%(created)-20.2e|",
 ]
 
-DATEFORMATS = [None, "", "%Y-%m-%dT%H:%M:%S%z", "%d/%b/%Y %H:%M:%S %Z", "%s", "%j %U %a %p %I"]
+DATEFORMATS = [None, "", "%Y-%m-%dT%H:%M:%S%z", "%d/%b/%Y %H:%M:%S %Z", "%s", "%j %U %a %p %I",
+               "%H:%M:%S.%f %", "%-d %_H %^a %#Z %Q", "plain text, no directives"]
 
 
 @pytest.mark.parametrize("fmt", CUSTOM_FORMATS)
@@ -115,6 +116,28 @@ def test_plain_formats_match_python(fmt, datefmt):
     for created in (1763781020.123456, 0.0, 1700000000.9999, 951782400.5, 2147483648.001):
         d, r = make_record(created=created)
         assert rust_line(fmt, datefmt, d) == python_line(fmt, datefmt, r)
+
+
+def test_every_flag_width_precision_combination(zone):
+    """Exhaustive over the spec grammar for one attribute of each type."""
+    if zone != "UTC":
+        pytest.skip("zone-independent")
+    d, r = make_record(created=1763781020.987654, relativeCreated=0.000123456, lineno=7)
+    checked = 0
+    for attr in ("lineno", "created", "msecs", "relativeCreated", "funcName"):
+        for flags in ("", "-", "0", "+", " ", "#", "-0", "+0", "#0", " 0", "-+#"):
+            for width in ("", "3", "15"):
+                for prec in ("", ".", ".0", ".2", ".9"):
+                    for conv in "sradiuxXoeEfFgG":
+                        fmt = "[%({}){}{}{}{}]".format(attr, flags, width, prec, conv)
+                        want = python_line(fmt, None, r)
+                        got = rust_line(fmt, None, d)
+                        if isinstance(want, type):
+                            assert isinstance(got, ValueError), fmt
+                        else:
+                            assert got == want, fmt
+                            checked += 1
+    assert checked > 3000
 
 
 def test_default_asctime_layout_is_fixed():
