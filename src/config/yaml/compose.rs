@@ -205,7 +205,16 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
                         }
                     }
                 };
-                let id = composer.new_node(tag, NodeKind::Scalar(value.into_owned()), &span);
+                let mut value = value.into_owned();
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+                    && composer.ends_input_without_line_break(&span)
+                    && value.ends_with('\n')
+                {
+                    // PyYAML adds no line break the input does not have;
+                    // saphyr ends the last line with one regardless.
+                    value.pop();
+                }
+                let id = composer.new_node(tag, NodeKind::Scalar(value), &span);
                 composer.register_anchor(anchor, id, &span)?;
                 composer.attach(id, &span)?;
             }
@@ -315,6 +324,20 @@ impl Composer<'_> {
             },
         }
         Ok(())
+    }
+
+    /// Whether `span` reaches the end of an input whose last line has no
+    /// line break.
+    fn ends_input_without_line_break(&mut self, span: &Span) -> bool {
+        if self.source.ends_with(['\n', '\r']) {
+            return false;
+        }
+        let source = self.source;
+        let total = self
+            .char_offsets
+            .get_or_insert_with(|| source.char_indices().map(|(b, _)| b).collect())
+            .len();
+        span.end.index() >= total
     }
 
     fn char_to_byte(&mut self, index: usize) -> Option<usize> {

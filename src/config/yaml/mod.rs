@@ -59,7 +59,13 @@ impl std::error::Error for YamlError {}
 /// `Value::Null`, more than one document is an error.
 pub fn load(text: &str) -> Result<Value, YamlError> {
     check_printable(text)?;
-    check_version_directive(text)?;
+    check_stream_start(text)?;
+    // Spaces after the last line break carry nothing for PyYAML, but saphyr
+    // counts them as one more (empty) line of a block scalar.
+    let text = match text.rfind(['\n', '\r']) {
+        Some(i) if text[i + 1..].bytes().all(|b| b == b' ') => &text[..=i],
+        _ => text,
+    };
     let document = compose::compose(text)?;
     construct::construct(document)
 }
@@ -92,15 +98,25 @@ fn check_printable(text: &str) -> Result<(), YamlError> {
     Ok(())
 }
 
-/// PyYAML accepts `%YAML 1.x` (any minor version) and refuses other major
-/// versions; saphyr does not look at the version, so check the directives
-/// that precede the first document here.
-fn check_version_directive(text: &str) -> Result<(), YamlError> {
+/// What PyYAML checks at the start of the stream and saphyr does not:
+/// `%YAML 1.x` (any minor version) is accepted, other major versions are
+/// refused; and a stream cannot open with a `...` document end marker.
+fn check_stream_start(text: &str) -> Result<(), YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
+        }
+        if line
+            .strip_prefix("...")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        {
+            return Err(YamlError {
+                message: "expected the node content, but found '<document end>'".into(),
+                line: n + 1,
+                column: 1,
+            });
         }
         if !line.starts_with('%') {
             break;

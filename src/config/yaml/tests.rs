@@ -35,7 +35,7 @@ fn empty_streams_are_null() {
         "# only a comment\n",
         "---\n",
         "--- \n...\n",
-        "...\n",
+        "--- ~\n...\n...\n",
     ] {
         assert_eq!(load_ok(text), Value::Null, "{text:?}");
     }
@@ -482,4 +482,41 @@ fn flow_and_quoted_continuations_may_be_under_indented() {
     // Errors after a repair still point into the original text.
     let e = load_err("a:\n  b: [1,\n2, !foo 3]\n");
     assert_eq!((e.line, e.column), (3, 4));
+}
+
+#[test]
+fn leading_document_end_marker_is_an_error() {
+    // PyYAML wants node content before a `...` that opens the stream.
+    for text in ["...\n", "# c\n...\n", "..."] {
+        assert!(load_err(text).message.contains("document end"), "{text:?}");
+    }
+    assert_eq!(load_ok("....\n"), s("...."));
+}
+
+#[test]
+fn block_scalar_at_end_of_input_without_line_break() {
+    // PyYAML adds no final line break when the input has none.
+    let table: &[(&str, &str)] = &[
+        ("a: |\n  x", "x"),
+        ("a: |+\n  x", "x"),
+        ("a: |-\n  x", "x"),
+        ("a: >\n  x\n  y", "x y"),
+        ("a: |\n  x\n  ", "x\n"),
+        ("a: |+\n  x\n  ", "x\n"),
+        ("a: |+\n  x\n\n  ", "x\n\n"),
+        ("a: |\n  x\n\n ", "x\n"),
+        ("a: |\n  x\n", "x\n"),
+        ("a: |+\n  x\n\n", "x\n\n"),
+    ];
+    for (text, want) in table {
+        assert_eq!(
+            load_ok(text).as_map().unwrap().get("a"),
+            Some(&s(want)),
+            "{text:?}"
+        );
+    }
+    assert_eq!(
+        load_ok("- |\n  x\n- |\n  y"),
+        Value::Seq(vec![s("x\n"), s("y")])
+    );
 }
