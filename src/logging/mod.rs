@@ -277,6 +277,25 @@ mod tests {
     }
 
     #[test]
+    fn format_warnings_are_logged_when_the_formatter_is_rebuilt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(dir.path(), &[]);
+        s.format = FormatSpec::Text("%(levelname)s %(message)s".into());
+        s.warnings = vec!["odd format".into()];
+        let handle = LoggerHandle::start(&s).expect("start");
+        handle.reload(&s).expect("same settings");
+        let mut louder = s.clone();
+        louder.level = record::DEBUG;
+        handle.reload(&louder).expect("level only");
+        let mut dated = louder.clone();
+        dated.dateformat = Some("%H".into());
+        handle.reload(&dated).expect("date format");
+        handle.shutdown();
+        let text = std::fs::read_to_string(dir.path().join("patroni.log")).expect("read");
+        assert_eq!(text, "WARNING odd format\nWARNING odd format\n");
+    }
+
+    #[test]
     fn bad_reload_keeps_the_old_configuration() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = settings(dir.path(), &[]);

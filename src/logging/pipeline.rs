@@ -360,7 +360,22 @@ impl LoggerHandle {
     /// Apply a changed `log` section. Levels apply at once; records already
     /// queued are written with the new format and destination, none are
     /// dropped. On error nothing changes.
+    ///
+    /// Like Patroni, an unchanged section is a no-op, and the warnings about
+    /// the format are repeated only when the formatter is rebuilt (the format
+    /// settings changed, or output switched between stderr and a file).
     pub fn reload(&self, settings: &LogSettings) -> Result<(), LogError> {
+        let old = self.shared.settings();
+        if *old == *settings {
+            return Ok(());
+        }
+        let formatter_rebuilt = old.log_type != settings.log_type
+            || old.format != settings.format
+            || old.dateformat != settings.dateformat
+            || old.static_fields != settings.static_fields
+            || old.warnings != settings.warnings
+            || old.errors != settings.errors
+            || old.dir.is_some() != settings.dir.is_some();
         let formatter = LineFormatter::build(settings)?;
         {
             let mut sink = lock(&self.shared.sink);
@@ -385,7 +400,9 @@ impl LoggerHandle {
         if self.global {
             super::apply_globals(settings);
         }
-        self.report_warnings(settings);
+        if formatter_rebuilt {
+            self.report_warnings(settings);
+        }
         Ok(())
     }
 
