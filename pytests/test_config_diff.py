@@ -240,6 +240,43 @@ def test_reload_local_configuration(tmp_path, before, after):
     assert strict(ours["effective"]) == strict(c.copy())
 
 
+# Hand-picked corners: non-string keys, str()-equality in patch_config, dynamic parameter validation
+# and int conversion, old-style authentication, exhibitor inside zookeeper, Citus bootstrap, auth
+# formatting of non-strings, tag contradictions, dates, false-y sections, empty env values.
+EDGE_CASES = [
+ ("postgresql:\n  parameters: {1: x}\nname: n\n", {}, None),
+ ("name: n\ntrue: x\n1.0: y\n", {}, None),
+ ("name: null\n", {"PATRONI_NAME": "x"}, None),
+ ("restapi: str\nname: n\n", {"PATRONI_RESTAPI_LISTEN": ":1"}, None),
+ ("name: n\n", {}, {"postgresql": {"parameters": {"max_connections": 30.5, "max_wal_senders": "5.7", "wal_keep_size": 100, "hot_standby": True, "wal_level": "LOGICAL", "track_commit_timestamp": 1}}}),
+ ("name: n\n", {}, {"ttl": "25", "loop_wait": "9", "retry_timeout": 8.9}),
+ ("name: n\n", {}, {"ttl": 21, "loop_wait": 10, "retry_timeout": 10}),
+ ("name: n\n", {}, {"standby_cluster": {"host": None}, "postgresql": {"use_slots": None, "parameters": None}}),
+ ("name: n\npostgresql:\n  authentication:\n    superuser: {username: a, 1: b, sslmode: c}\n  pg_rewind: {username: r}\n", {}, None),
+ ("name: n\npostgresql:\n  superuser: {username: a}\n  replication: {password: p}\n", {}, None),
+ ("name: n\nzookeeper: {exhibitor: null}\nexhibitor: old\n", {}, None),
+ ("name: n\ncitus: {group: 1, database: d}\nbootstrap: {dcs: {synchronous_mode: on}}\n", {}, None),
+ ("name: n\ncitus: {group: 1, database: d}\nbootstrap: {}\n", {}, None),
+ ("name: n\nctl:\n  authentication: {username: [1, 'a'], password: {x: 1}}\n", {}, None),
+ ("name: n\ntags: {nofailover: 'false', failover_priority: '1'}\n", {}, None),
+ ("name: n\ntags: {nosync: [], sync_priority: '-3'}\n", {}, None),
+ ("name: 2024-01-02\nscope: 2024-01-02 10:00:00+01:00\n", {"PATRONI_NAME": "2024-01-02"}, None),
+ ("name: n\nwatchdog: 0\nlog: 0\n", {}, None),
+ ("name: n\n", {"PATRONI_CONFIGURATION": "x"}, None),
+ ("name: n\n", {"PATRONI_ETCD3_HOSTS": "", "PATRONI_KUBERNETES_LABELS": "", "PATRONI_CITUS_DATABASE": ""}, None),
+ ("name: n\n", {"PATRONI_LOG_FORMAT": "a, b", "PATRONI_LOG_LOGGERS": "a", "PATRONI_RESTAPI_ALLOWLIST": "''"}, None),
+ ("name: n\n", {"PATRONI_RESTAPI_ALLOWLIST": "[]", "PATRONI_RAFT_PARTNER_ADDRS": "x", "PATRONI_LOG_STATIC_FIELDS": "{}"}, None),
+ ("name: n\n", {}, {"loop_wait": None}),
+]
+
+
+@pytest.mark.parametrize("text,env,dynamic", EDGE_CASES)
+def test_edge_cases(tmp_path, text, env, dynamic):
+    path = tmp_path / "patroni.yml"
+    path.write_text(text)
+    assert_same(str(path), env, dynamic)
+
+
 # --------------------------------------------------------------------------------------------------
 # 3) generated cases
 

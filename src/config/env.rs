@@ -680,6 +680,38 @@ mod tests {
     }
 
     #[test]
+    fn list_and_dict_values_are_yaml() {
+        let e = build_environment_configuration(&env(&[
+            ("PATRONI_ETCD3_HOSTS", "'h1:2379','h2:2379'"),
+            (
+                "PATRONI_RESTAPI_HTTP_EXTRA_HEADERS",
+                "X-Frame-Options: SAMEORIGIN, X-Foo: bar",
+            ),
+            ("PATRONI_LOG_FORMAT", "message, levelname"),
+            ("PATRONI_RESTAPI_ALLOWLIST", "[unclosed"),
+        ]));
+        let hosts = section(&e.config, "etcd3").get("hosts");
+        assert_eq!(
+            hosts,
+            Some(&Value::Seq(vec![
+                Value::Str("h1:2379".into()),
+                Value::Str("h2:2379".into())
+            ]))
+        );
+        let headers = section(section(&e.config, "restapi"), "http_extra_headers");
+        assert_eq!(keys(headers), ["X-Frame-Options", "X-Foo"]);
+        assert!(section(&e.config, "restapi").get("allowlist").is_none());
+        assert_eq!(e.parse_failures.len(), 1);
+        assert_eq!(
+            section(&e.config, "log").get("format"),
+            Some(&Value::Seq(vec![
+                Value::Str("message".into()),
+                Value::Str("levelname".into())
+            ]))
+        );
+    }
+
+    #[test]
     fn python_strip_includes_ascii_separators() {
         assert_eq!(py_strip("\x1c - a \t"), "- a");
     }

@@ -301,3 +301,42 @@ fn data_dir_must_be_a_string() {
         Err(ConfigError::Invalid(_))
     ));
 }
+
+#[test]
+fn versioned_dynamic_configuration_skips_seen_versions() {
+    let mut c = Config::load(None, &env(&[("PATRONI_NAME", "n")]), None).unwrap();
+    let mut dynamic = Map::new();
+    dynamic.set("ttl", Value::Int(40));
+    assert!(c.set_dynamic_configuration_versioned(&dynamic, 7));
+    dynamic.set("ttl", Value::Int(50));
+    // Same modification version: the content is not even looked at.
+    assert!(!c.set_dynamic_configuration_versioned(&dynamic, 7));
+    assert_eq!(c.get("ttl"), Some(&Value::Int(40)));
+    assert!(c.set_dynamic_configuration_versioned(&dynamic, 8));
+    assert_eq!(c.get("ttl"), Some(&Value::Int(50)));
+}
+
+#[test]
+fn configuration_variable_must_be_a_mapping() {
+    let err = Config::load(
+        None,
+        &env(&[("PATRONI_CONFIGURATION", "- a\n- b\n")]),
+        Some(&default_validator),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+    let yaml_err = Config::load(None, &env(&[("PATRONI_CONFIGURATION", "{")]), None).unwrap_err();
+    assert!(
+        yaml_err.to_string().starts_with("PATRONI_CONFIGURATION: "),
+        "{yaml_err}"
+    );
+    // An empty or null document falls back to the individual variables.
+    let c = Config::load(
+        None,
+        &env(&[("PATRONI_CONFIGURATION", "~"), ("PATRONI_NAME", "n")]),
+        Some(&default_validator),
+    )
+    .unwrap();
+    assert_eq!(c.source(), &ConfigSource::Environment);
+    assert_eq!(c.get("name"), Some(&s("n")));
+}
