@@ -67,6 +67,7 @@ def make_record(**kw):
     r.msg = r.message
     r.args = None
     r.exc_info = None
+    r.exc_text = d.get("exc_text")
     return d, r
 
 
@@ -252,13 +253,19 @@ JSON_SECTIONS = [
     {"type": "json", "format": ["levelname", {"message": "m"}], "static_fields": ["not", "a", "dict"]},
     {"type": "json", "format": "%(levelname)s %(message)s", "static_fields": 5},
     {"type": "plain", "static_fields": ["ignored"]},
+    {"type": "json", "format": ["message", "exc_info", {"exc_info": "error"}], "static_fields": {"exc_info": 1}},
+    {"type": "plain", "format": "%(levelname)s %(exc_text)s %(message)s"},
 ]
+
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: boom'
 
 
 @pytest.mark.parametrize("section", JSON_SECTIONS, ids=range(len(JSON_SECTIONS)))
 def test_json_and_fallbacks_match_patroni(section, caplog):
-    for msg in ("started", "it's \"quoted\"\n\ttabbed", "unicode é 😀 \x7f \x00"):
-        d, r = make_record(msg=msg)
+    for msg, exc in (("started", None), ("it's \"quoted\"\n\ttabbed", TRACEBACK), ("unicode é 😀 \x7f \x00", None),
+                     ("ends with newline\n", TRACEBACK)):
+        d, r = make_record(msg=msg, exc_text=exc)
         with caplog.at_level(logging.WARNING, logger="patroni.log"):
             caplog.clear()
             want = patroni_formatter(section).format(r)

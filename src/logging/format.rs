@@ -398,7 +398,14 @@ impl Formatter {
             .fmt
             .uses_time()
             .then(|| record::format_time(rec.created, rec.msecs(), self.datefmt.as_deref()));
-        self.fmt.render(rec, asctime.as_deref())
+        let mut line = self.fmt.render(rec, asctime.as_deref());
+        if let Some(exc) = rec.exc_text.as_deref().filter(|t| !t.is_empty()) {
+            if !line.ends_with('\n') {
+                line.push('\n');
+            }
+            line.push_str(exc);
+        }
+        line
     }
 }
 
@@ -460,6 +467,16 @@ mod tests {
             render("%(exc_info)s %(levelno)ld %(process)s"),
             "None 30 77"
         );
+    }
+
+    #[test]
+    fn error_detail_follows_the_line() {
+        let f = Formatter::new("%(levelname)s %(message)s", None).expect("valid");
+        let mut r = rec();
+        r.exc_text = Some("detail".into());
+        assert_eq!(f.format(&r), "WARNING it's up\ndetail");
+        r.message = "ends with newline\n".into();
+        assert_eq!(f.format(&r), "WARNING ends with newline\ndetail");
     }
 
     #[test]

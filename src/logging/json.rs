@@ -97,6 +97,14 @@ impl JsonFormatter {
             let key = json_key(key);
             put(self.rename(&key), value_json(value));
         }
+        // The error detail travels in the record's extra dict, after the
+        // static fields.
+        if let Some(exc) = rec.exc_text.as_deref().filter(|t| !t.is_empty()) {
+            put(
+                self.rename("exc_info"),
+                attr_json(&Attr::Str(exc.to_owned())),
+            );
+        }
         let mut out = String::from("{");
         for (i, (k, v)) in entries.iter().enumerate() {
             if i > 0 {
@@ -224,5 +232,9 @@ mod tests {
             "{\"level\": 1, \"lineno\": 3, \"created\": 1.5, \"user\": null, \
              \"app\": \"patroni\", \"tags\": [true, null]}"
         );
+        rec.exc_text = Some("boom\nCaused by: io".into());
+        assert!(f
+            .format(&rec)
+            .ends_with(", \"exc_info\": \"boom\\nCaused by: io\"}"));
     }
 }

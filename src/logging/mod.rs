@@ -108,7 +108,8 @@ impl log::Log for GlobalLogger {
 
 /// Whether `traceback_level: DEBUG` is in effect (see [`exception`]).
 static TRACEBACK_DEBUG: AtomicBool = AtomicBool::new(false);
-static INSTALLED: OnceLock<()> = OnceLock::new();
+/// The pipeline installed by [`init`].
+static GLOBAL: OnceLock<Arc<pipeline::Shared>> = OnceLock::new();
 
 /// The `log` crate's static filter: Python level -> most verbose `log` level.
 fn max_level(levelno: i64) -> log::LevelFilter {
@@ -124,7 +125,7 @@ fn max_level(levelno: i64) -> log::LevelFilter {
 /// Start logging with `settings` and install it as the process-wide `log`
 /// logger. Call once; use [`LoggerHandle::reload`] for later changes.
 pub fn init(settings: &LogSettings) -> Result<LoggerHandle, LogError> {
-    if INSTALLED.get().is_some() {
+    if GLOBAL.get().is_some() {
         return Err(LogError::AlreadyInitialized);
     }
     let mut handle = LoggerHandle::start(settings)?;
@@ -132,7 +133,7 @@ pub fn init(settings: &LogSettings) -> Result<LoggerHandle, LogError> {
         shared: handle.shared(),
     }))
     .map_err(|_| LogError::AlreadyInitialized)?;
-    let _ = INSTALLED.set(());
+    let _ = GLOBAL.set(handle.shared());
     handle.global = true;
     apply_globals(settings);
     Ok(handle)
@@ -145,26 +146,43 @@ fn apply_globals(settings: &LogSettings) {
     log::set_max_level(max_level(settings.most_verbose_level()));
 }
 
-/// Patroni's `logger.exception(msg)`: with `traceback_level: DEBUG` the
-/// error's detail is logged at DEBUG when that is enabled, otherwise a
-/// single ERROR line `msg, DETAIL: '<error>'`; by default (ERROR) the
-/// message is logged at ERROR followed by the error and its causes.
+/// Patroni's `logger.exception(msg)` for an error value.
+///
+/// The error and its `source()` chain play the part of Python's traceback:
+/// - by default (`traceback_level: ERROR`) `msg` is logged at ERROR with the
+///   chain as the record's error detail (the lines after a plain log line,
+///   the `exc_info` field of a JSON object);
+/// - with `traceback_level: DEBUG`, the same is logged at DEBUG when the
+///   logger has DEBUG enabled, otherwise one ERROR line
+///   `<msg>, DETAIL: '<error>'` without the detail.
+///
+/// Does nothing before [`init`].
+#[track_caller]
 pub fn exception(target: &str, msg: &str, err: &dyn std::error::Error) {
+    let Some(shared) = GLOBAL.get() else {
+        return;
+    };
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
         chain.push_str(&format!("\nCaused by: {s}"));
         source = s.source();
     }
-    if TRACEBACK_DEBUG.load(Ordering::Relaxed) {
-        if log::log_enabled!(target: target, log::Level::Debug) {
-            log::debug!(target: target, "{msg}\n{chain}");
-        } else {
-            log::error!(target: target, "{msg}, DETAIL: '{err}'");
-        }
+    let name = logger_name(target);
+    let (levelno, message, detail) = if !TRACEBACK_DEBUG.load(Ordering::Relaxed) {
+        (record::ERROR, msg.to_owned(), Some(chain))
+    } else if shared.enabled(&name, record::DEBUG) {
+        (record::DEBUG, msg.to_owned(), Some(chain))
     } else {
-        log::error!(target: target, "{msg}\n{chain}");
+        (record::ERROR, format!("{msg}, DETAIL: '{err}'"), None)
+    };
+    if !shared.enabled(&name, levelno) {
+        return;
     }
+    let caller = std::panic::Location::caller();
+    let mut rec = Record::now(&name, levelno, message, caller.file(), caller.line().into());
+    rec.exc_text = detail;
+    shared.submit(rec);
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ impl Sink {
 }
 
 enum Item {
-    Record(Record),
+    Record(Box<Record>),
     Stop,
 }
 
@@ -175,11 +175,11 @@ impl Shared {
             q.lost += 1;
             return;
         }
-        q.items.push_back(Item::Record(rec));
+        q.items.push_back(Item::Record(Box::new(rec)));
         if q.lost > 0 && !full(&q) {
             let msg = format!("QueueHandler has lost {} log records", q.lost);
             let warning = Record::now(SELF_LOGGER, record::WARNING, msg, file!(), 0);
-            q.items.push_back(Item::Record(warning));
+            q.items.push_back(Item::Record(Box::new(warning)));
             q.lost = 0;
         }
         self.ready.notify_one();
@@ -258,7 +258,7 @@ fn writer(shared: Arc<Shared>) {
             Item::Stop => break,
             Item::Record(rec) => {
                 let settings = shared.settings();
-                let out = dedup.process(rec, &settings);
+                let out = dedup.process(*rec, &settings);
                 let mut sink = lock(&shared.sink);
                 for r in &out {
                     sink.write(r);

@@ -114,6 +114,10 @@ pub struct Record {
     pub thread_name: String,
     pub process: i64,
     pub process_name: String,
+    /// Error detail logged with the record (Python's `exc_text`: the
+    /// formatted traceback). Plain lines get it on the following lines,
+    /// JSON objects as an `exc_info` field.
+    pub exc_text: Option<String>,
 }
 
 impl Record {
@@ -142,6 +146,7 @@ impl Record {
             thread_name,
             process: i64::from(std::process::id()),
             process_name: "MainProcess".to_owned(),
+            exc_text: None,
         }
     }
 
@@ -174,7 +179,11 @@ impl Record {
         Some(match key {
             "name" => Attr::Str(self.name.clone()),
             "msg" | "message" => Attr::Str(self.message.clone()),
-            "args" | "exc_info" | "exc_text" | "stack_info" => Attr::None,
+            "exc_text" => match &self.exc_text {
+                Some(t) => Attr::Str(t.clone()),
+                None => Attr::None,
+            },
+            "args" | "exc_info" | "stack_info" => Attr::None,
             "levelname" => Attr::Str(self.level_name()),
             "levelno" => Attr::Int(self.levelno),
             "pathname" => Attr::Str(self.pathname.clone()),

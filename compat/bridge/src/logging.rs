@@ -3,8 +3,8 @@
 //!
 //! A record is passed as a dict of `LogRecord` attributes (`name`,
 //! `levelno`, `msg`, `created`, `relativeCreated`, `pathname`, `lineno`,
-//! `funcName`, `thread`, `threadName`, `process`, `processName`); missing
-//! ones get neutral defaults.
+//! `funcName`, `thread`, `threadName`, `process`, `processName`,
+//! `exc_text`); missing ones get neutral defaults.
 
 use patroni::config::Value;
 use patroni::logging::format::Formatter;
@@ -41,6 +41,7 @@ fn record_from(d: &Bound<'_, PyDict>) -> PyResult<Record> {
     r.thread_name = get(d, "threadName", r.thread_name.clone())?;
     r.process = get(d, "process", r.process)?;
     r.process_name = get(d, "processName", r.process_name.clone())?;
+    r.exc_text = get(d, "exc_text", None)?;
     Ok(r)
 }
 
