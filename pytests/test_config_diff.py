@@ -277,6 +277,28 @@ def test_edge_cases(tmp_path, text, env, dynamic):
     assert_same(str(path), env, dynamic)
 
 
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2 ** 63), 2 ** 63 - 1), st.floats(), st.text(max_size=8)),
+    lambda children: st.one_of(st.lists(children, max_size=3),
+                               st.dictionaries(st.text(max_size=5), children, max_size=3)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.dictionaries(st.text(max_size=6).filter(lambda k: k not in ("ttl", "loop_wait", "retry_timeout",
+                                                                      "postgresql", "standby_cluster")),
+                       JSON_VALUES, min_size=1, max_size=5))
+def test_save_cache_matches_json_dump(dynamic):
+    """`patroni.dynamic.json` is byte-identical to Python's `json.dump` of the dynamic configuration."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"PATRONI_NAME": "n", "PATRONI_POSTGRESQL_DATA_DIR": tmp}
+        state = patroni_rs.config_state(None, env, dynamic, save_cache=True)
+        assert state["dynamic_changed"] is True
+        written = (pathlib.Path(tmp) / "patroni.dynamic.json").read_text()
+        assert written == json.dumps(dynamic)
+
+
 # --------------------------------------------------------------------------------------------------
 # 3) generated cases
 

@@ -10,8 +10,34 @@
 
 use std::fmt::Write;
 
-use crate::config::value::{python_float_repr, Timestamp};
+use crate::config::value::Timestamp;
 use crate::config::Value;
+
+/// Python `repr(float)`: the shortest digits that round-trip, in positional
+/// notation for decimal exponents -4..=15 and in exponent notation (at least
+/// two exponent digits) otherwise.
+pub(crate) fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let plain = format!("{f}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
 
 /// Python `str(value)`.
 pub(crate) fn py_str(v: &Value) -> String {
@@ -287,6 +313,20 @@ mod tests {
         );
         assert_eq!(py_str(&Value::Map(m)), r#"{'a': [1, "it's", None]}"#);
         assert_eq!(py_repr(&Value::Str("a'b\"c\n".into())), r#"'a\'b"c\n'"#);
+    }
+
+    #[test]
+    fn float_repr_switches_notation_like_python() {
+        for (f, want) in [
+            (6.103515625e-05, "6.103515625e-05"),
+            (0.0001, "0.0001"),
+            (1e16, "1e+16"),
+            (123456789012345.6, "123456789012345.6"),
+            (-2.5e-7, "-2.5e-07"),
+            (3.0, "3.0"),
+        ] {
+            assert_eq!(python_float_repr(f), want);
+        }
     }
 
     #[test]
