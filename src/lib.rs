@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dcs;
 pub mod logging;
 pub mod model;
 

@@ -52,6 +52,18 @@ pub fn failsafe_from_node(value: &str) -> Option<Map<String, Value>> {
     }
 }
 
+/// One stored key as a DCS backend read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawNode<'a> {
+    /// The key relative to the cluster prefix (`leader`, `members/node1`).
+    pub key: &'a str,
+    pub value: &'a str,
+    /// The DCS modification version (etcd mod_revision, znode version, ...).
+    pub version: Option<i64>,
+    /// The owning lease or session, for ttl-bound keys.
+    pub session: Option<&'a str>,
+}
+
 /// One consistent view of the cluster.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Cluster {
@@ -70,19 +82,38 @@ pub struct Cluster {
 
 impl Cluster {
     /// Build a snapshot from raw `(relative key, value, version)` triples as
-    /// read from the DCS (`leader`, `members/node1`, `config`, ...). Unknown
-    /// keys are ignored; invalid values read the way Patroni reads them.
+    /// read from the DCS (`leader`, `members/node1`, `config`, ...).
     pub fn from_nodes<'a, I>(nodes: I) -> Cluster
     where
         I: IntoIterator<Item = (&'a str, &'a str, Option<i64>)>,
     {
+        Cluster::from_raw_nodes(nodes.into_iter().map(|(key, value, version)| RawNode {
+            key,
+            value,
+            version,
+            session: None,
+        }))
+    }
+
+    /// Build a snapshot from the stored keys of one cluster. Unknown keys
+    /// are ignored; invalid values read the way Patroni reads them.
+    pub fn from_raw_nodes<'a, I>(nodes: I) -> Cluster
+    where
+        I: IntoIterator<Item = RawNode<'a>>,
+    {
         let mut c = Cluster::default();
-        let mut leader_name: Option<(String, Option<i64>)> = None;
-        for (key, value, version) in nodes {
+        let mut leader_node: Option<RawNode<'a>> = None;
+        for node in nodes {
+            let RawNode {
+                key,
+                value,
+                version,
+                session,
+            } = node;
             match key {
                 "initialize" => c.initialize = Some(value.to_owned()),
                 "config" => c.config = Some(ClusterConfig::from_node(version, value)),
-                "leader" => leader_name = Some((value.to_owned(), version)),
+                "leader" => leader_node = Some(node),
                 "status" => c.status = Status::from_node(value),
                 "failover" => c.failover = Some(Failover::from_node(version, value)),
                 "sync" => c.sync = SyncState::from_node(version, value),
@@ -93,19 +124,19 @@ impl Cluster {
                         .strip_prefix("members/")
                         .filter(|n| !n.is_empty() && !n.contains('/'))
                     {
-                        c.members.push(Member::from_node(name, version, value));
+                        let mut m = Member::from_node(name, version, value);
+                        m.session = session.map(str::to_owned);
+                        c.members.push(m);
                     }
                 }
             }
         }
         c.members.sort_by(|a, b| a.name.cmp(&b.name));
-        c.leader = leader_name
-            .filter(|(name, _)| !name.is_empty())
-            .map(|(name, version)| Leader {
-                version,
-                name,
-                session: None,
-            });
+        c.leader = leader_node.filter(|n| !n.value.is_empty()).map(|n| Leader {
+            version: n.version,
+            name: n.value.to_owned(),
+            session: n.session.map(str::to_owned),
+        });
         c
     }
 

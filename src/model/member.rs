@@ -15,6 +15,9 @@ pub struct Member {
     /// The DCS modification version of the key (etcd mod_revision, ZooKeeper
     /// version, ...); `None` when not known.
     pub version: Option<i64>,
+    /// The lease (etcd3) or session (ZooKeeper, Consul) that owns the key,
+    /// when the DCS has one.
+    pub session: Option<String>,
     /// The raw object, in the order it was written.
     pub data: Map<String, Value>,
 }
@@ -38,6 +41,7 @@ impl Member {
         Member {
             name: name.to_owned(),
             version,
+            session: None,
             data,
         }
     }

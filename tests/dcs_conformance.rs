@@ -1,0 +1,365 @@
+//! The DCS conformance suite: every backend must behave the same against a
+//! real server. Each test starts its own etcd (3.4, v2 API enabled) on free
+//! loopback ports, so tests run in parallel and leave nothing behind.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use patroni::dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni::dcs::{Dcs, DcsError, KeyPaths, Timing};
+use patroni::model::Cluster;
+
+/// A throwaway etcd server.
+struct Etcd {
+    child: Child,
+    client_port: u16,
+    _dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn etcd_binary() -> PathBuf {
+    for p in ["/usr/bin/etcd", "/usr/local/bin/etcd"] {
+        if std::path::Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("etcd not installed (apt-get install etcd-server)");
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client_port = free_port();
+        let peer_port = free_port();
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let args = vec![
+            "--name".into(),
+            "conformance".into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer.clone(),
+            "--initial-cluster".into(),
+            format!("conformance={peer}"),
+            "--enable-v2=true".into(),
+        ];
+        let child = spawn(&args);
+        let etcd = Etcd {
+            child,
+            client_port,
+            _dir: dir,
+            args,
+        };
+        etcd.wait_ready();
+        etcd
+    }
+
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(300));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("etcd did not start on port {}", self.client_port);
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(&self.args);
+        self.wait_ready();
+    }
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(etcd_binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts")
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn timing(ttl: u64) -> Timing {
+    Timing {
+        ttl: Duration::from_secs(ttl),
+        retry_timeout: Duration::from_secs(2),
+        loop_wait: Duration::from_secs(1),
+    }
+}
+
+fn etcd3(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
+    let settings = Etcd3Settings {
+        hosts: vec![etcd.endpoint()],
+        protocol: "http".into(),
+        ..Default::default()
+    };
+    Box::new(Etcd3::new(
+        KeyPaths::new("/service/", scope, name),
+        settings,
+        timing(ttl),
+    ))
+}
+
+type Factory = fn(&Etcd, &str, &str, u64) -> Box<dyn Dcs>;
+
+const BACKENDS: &[(&str, Factory)] = &[("etcd3", etcd3)];
+
+/// Run `body` for every backend against one fresh server each.
+async fn for_each_backend<F, Fut>(body: F)
+where
+    F: Fn(Etcd, Factory) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for (name, factory) in BACKENDS {
+        eprintln!("backend {name}");
+        body(Etcd::start(), *factory).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialize_is_create_if_absent() {
+    for_each_backend(|etcd, make| async move {
+        let a = make(&etcd, "init", "a", 10);
+        let b = make(&etcd, "init", "b", 10);
+        a.initialize(true, "").await.expect("first create wins");
+        assert_eq!(b.initialize(true, "").await, Err(DcsError::CasFailed));
+        a.initialize(false, "7710799292757857557")
+            .await
+            .expect("overwrite");
+        let c = b.get_cluster().await.expect("cluster");
+        assert_eq!(c.initialize.as_deref(), Some("7710799292757857557"));
+        b.cancel_initialization().await.expect("cancel");
+        let c = a.get_cluster().await.expect("cluster");
+        assert_eq!(c.initialize, None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_key_is_exclusive_and_released_only_by_its_owner() {
+    for_each_backend(|etcd, make| async move {
+        let a = make(&etcd, "race", "a", 10);
+        let b = make(&etcd, "race", "b", 10);
+        assert!(a.attempt_to_acquire_leader().await.expect("a races"));
+        assert!(!b.attempt_to_acquire_leader().await.expect("b races"));
+        let c = b.get_cluster().await.expect("cluster");
+        assert_eq!(c.leader.as_ref().map(|l| l.name.as_str()), Some("a"));
+        assert!(!b.delete_leader().await.expect("b cannot release a's key"));
+        assert!(a.update_leader(&c).await.expect("a refreshes"));
+        assert!(a.delete_leader().await.expect("a releases"));
+        assert!(b.attempt_to_acquire_leader().await.expect("b takes it now"));
+        let c = a.get_cluster().await.expect("cluster");
+        assert_eq!(c.leader.as_ref().map(|l| l.name.as_str()), Some("b"));
+        // a lost the key to b: refreshing must fail, not steal it back.
+        assert!(!a.update_leader(&c).await.expect("a refresh"));
+        let c = a.get_cluster().await.expect("cluster");
+        assert_eq!(c.leader.as_ref().map(|l| l.name.as_str()), Some("b"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_keys_are_visible_and_leader_and_member_expire_after_ttl() {
+    for_each_backend(|etcd, make| async move {
+        let a = make(&etcd, "ttl", "a", 3);
+        let b = make(&etcd, "ttl", "b", 30);
+        let value = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"primary","version":"4.1.5"}"#;
+        a.touch_member(None, value).await.expect("touch");
+        assert!(a.attempt_to_acquire_leader().await.expect("race"));
+        let c = b.get_cluster().await.expect("cluster");
+        let m = c.member("a").expect("a is visible to b");
+        assert_eq!(m.role(), Some("primary"));
+        assert_eq!(m.to_node(), value);
+        // a stops refreshing: both keys vanish within ttl (+ slack).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = b.get_cluster().await.expect("cluster");
+            if c.leader.is_none() && c.member("a").is_none() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "keys did not expire: {c:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_wakes_on_leader_change_and_times_out_otherwise() {
+    for_each_backend(|etcd, make| async move {
+        let a = make(&etcd, "watch", "a", 10);
+        let b = make(&etcd, "watch", "b", 10);
+        b.get_cluster().await.expect("b connected");
+        let started = Instant::now();
+        assert!(
+            !b.watch(None, Duration::from_millis(700)).await,
+            "nothing changed"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        let waiter = tokio::spawn(async move {
+            let woke = b.watch(None, Duration::from_secs(5)).await;
+            (woke, b)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
+        assert!(a.attempt_to_acquire_leader().await.expect("race"));
+        let (woke, _b) = waiter.await.expect("join");
+        assert!(woke, "watch must wake on the new leader key");
+        assert!(t0.elapsed() < Duration::from_secs(3));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_set_on_config_failover_and_sync() {
+    for_each_backend(|etcd, make| async move {
+        let a = make(&etcd, "cas", "a", 10);
+        a.set_config_value(r#"{"ttl":30}"#, None)
+            .await
+            .expect("create config");
+        let c = a.get_cluster().await.expect("cluster");
+        let v1 = c
+            .config
+            .as_ref()
+            .and_then(|c| c.version)
+            .expect("config version");
+        a.set_config_value(r#"{"ttl":40}"#, Some(v1))
+            .await
+            .expect("cas with the right version");
+        assert_eq!(
+            a.set_config_value(r#"{"ttl":50}"#, Some(v1)).await,
+            Err(DcsError::CasFailed),
+            "a stale version must lose"
+        );
+        let c = a.get_cluster().await.expect("cluster");
+        assert_eq!(
+            c.config
+                .as_ref()
+                .and_then(|c| c.data.get("ttl"))
+                .and_then(|v| v.as_i64()),
+            Some(40)
+        );
+
+        a.set_failover_value(r#"{"leader":"a","member":"b"}"#, None)
+            .await
+            .expect("failover");
+        let c = a.get_cluster().await.expect("cluster");
+        let fv = c
+            .failover
+            .as_ref()
+            .and_then(|f| f.version)
+            .expect("failover version");
+        assert_eq!(
+            a.set_failover_value("{}", Some(fv + 1000)).await,
+            Err(DcsError::CasFailed)
+        );
+        a.set_failover_value("{}", Some(fv))
+            .await
+            .expect("failover cas");
+
+        let sv = a
+            .set_sync_state_value(r#"{"leader":"a","quorum":0,"sync_standby":null}"#, None)
+            .await
+            .expect("sync");
+        let sv2 = a
+            .set_sync_state_value(r#"{"leader":"a","quorum":0,"sync_standby":"b"}"#, Some(sv))
+            .await
+            .expect("sync cas");
+        assert_eq!(
+            a.set_sync_state_value("{}", Some(sv)).await,
+            Err(DcsError::CasFailed)
+        );
+        assert_eq!(
+            a.delete_sync_state(Some(sv)).await,
+            Err(DcsError::CasFailed)
+        );
+        a.delete_sync_state(Some(sv2)).await.expect("delete sync");
+        a.write_status(r#"{"optime":1}"#).await.expect("status");
+        a.set_history_value("[]").await.expect("history");
+        a.write_failsafe(r#"{"a":"http://127.0.0.1:8008/patroni"}"#)
+            .await
+            .expect("failsafe");
+        let c = a.get_cluster().await.expect("cluster");
+        assert!(c.sync.is_empty());
+        assert_eq!(c.status.last_lsn, 1);
+        assert!(c.failsafe.is_some() && c.history.is_some());
+        a.delete_cluster().await.expect("delete cluster");
+        let c = a.get_cluster().await.expect("cluster");
+        assert!(c.config.is_none() && c.failover.is_none() && c.history.is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_within_retry_timeout_then_recovers() {
+    for_each_backend(|mut etcd, make| async move {
+        let a = make(&etcd, "outage", "a", 10);
+        assert!(a.attempt_to_acquire_leader().await.expect("race"));
+        etcd.stop();
+        let t0 = Instant::now();
+        // Refreshing the leader key must report the outage, within the
+        // retry timeout, so that the HA loop can demote in time.
+        match a.update_leader(&Cluster::default()).await {
+            Err(DcsError::Unreachable(_)) => {}
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(6),
+            "took {:?}, retry_timeout is 2s",
+            t0.elapsed()
+        );
+        match a.write_status(r#"{"optime":2}"#).await {
+            Err(DcsError::Unreachable(_)) => {}
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+        etcd.restart();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if a.write_status(r#"{"optime":3}"#).await.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not recover after etcd returned"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let c = a.get_cluster().await.expect("cluster after recovery");
+        assert_eq!(c.status.last_lsn, 3);
+    })
+    .await;
+}
