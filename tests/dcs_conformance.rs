@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use patroni::dcs::etcd::{Etcd as EtcdV2, EtcdSettings};
 use patroni::dcs::etcd3::{Etcd3, Etcd3Settings};
 use patroni::dcs::{Dcs, DcsError, KeyPaths, Timing};
 use patroni::model::Cluster;
@@ -134,9 +135,41 @@ fn etcd3(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
     ))
 }
 
+fn etcd2(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
+    let settings = EtcdSettings {
+        hosts: vec![etcd.endpoint()],
+        protocol: "http".into(),
+        ..Default::default()
+    };
+    let backend = EtcdV2::new(
+        KeyPaths::new("/service/", scope, name),
+        settings,
+        timing(ttl),
+    );
+    Box::new(backend.expect("valid settings"))
+}
+
+/// Read `dcs`'s snapshot until `pred` holds: another client's write reaches
+/// a watch-fed cache a few milliseconds later (as in Patroni), so reads
+/// across clients are eventually consistent.
+async fn read_until(dcs: &dyn Dcs, pred: impl Fn(&Cluster) -> bool) -> Cluster {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let c = dcs.get_cluster().await.expect("cluster");
+        if pred(&c) || Instant::now() > deadline {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn leader_name(c: &Cluster) -> Option<&str> {
+    c.leader.as_ref().map(|l| l.name.as_str())
+}
+
 type Factory = fn(&Etcd, &str, &str, u64) -> Box<dyn Dcs>;
 
-const BACKENDS: &[(&str, Factory)] = &[("etcd3", etcd3)];
+const BACKENDS: &[(&str, Factory)] = &[("etcd3", etcd3), ("etcd (v2)", etcd2)];
 
 /// Run `body` for every backend against one fresh server each.
 async fn for_each_backend<F, Fut>(body: F)
@@ -160,10 +193,11 @@ async fn initialize_is_create_if_absent() {
         a.initialize(false, "7710799292757857557")
             .await
             .expect("overwrite");
-        let c = b.get_cluster().await.expect("cluster");
-        assert_eq!(c.initialize.as_deref(), Some("7710799292757857557"));
+        let want = Some("7710799292757857557");
+        let c = read_until(&*b, |c| c.initialize.as_deref() == want).await;
+        assert_eq!(c.initialize.as_deref(), want);
         b.cancel_initialization().await.expect("cancel");
-        let c = a.get_cluster().await.expect("cluster");
+        let c = read_until(&*a, |c| c.initialize.is_none()).await;
         assert_eq!(c.initialize, None);
     })
     .await;
@@ -176,18 +210,18 @@ async fn leader_key_is_exclusive_and_released_only_by_its_owner() {
         let b = make(&etcd, "race", "b", 10);
         assert!(a.attempt_to_acquire_leader().await.expect("a races"));
         assert!(!b.attempt_to_acquire_leader().await.expect("b races"));
-        let c = b.get_cluster().await.expect("cluster");
-        assert_eq!(c.leader.as_ref().map(|l| l.name.as_str()), Some("a"));
+        let c = read_until(&*b, |c| leader_name(c) == Some("a")).await;
+        assert_eq!(leader_name(&c), Some("a"));
         assert!(!b.delete_leader().await.expect("b cannot release a's key"));
         assert!(a.update_leader(&c).await.expect("a refreshes"));
         assert!(a.delete_leader().await.expect("a releases"));
         assert!(b.attempt_to_acquire_leader().await.expect("b takes it now"));
-        let c = a.get_cluster().await.expect("cluster");
-        assert_eq!(c.leader.as_ref().map(|l| l.name.as_str()), Some("b"));
+        let c = read_until(&*a, |c| leader_name(c) == Some("b")).await;
+        assert_eq!(leader_name(&c), Some("b"));
         // a lost the key to b: refreshing must fail, not steal it back.
         assert!(!a.update_leader(&c).await.expect("a refresh"));
-        let c = a.get_cluster().await.expect("cluster");
-        assert_eq!(c.leader.as_ref().map(|l| l.name.as_str()), Some("b"));
+        let c = read_until(&*a, |c| leader_name(c) == Some("b")).await;
+        assert_eq!(leader_name(&c), Some("b"));
     })
     .await;
 }
@@ -200,7 +234,7 @@ async fn member_keys_are_visible_and_leader_and_member_expire_after_ttl() {
         let value = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"primary","version":"4.1.5"}"#;
         a.touch_member(None, value).await.expect("touch");
         assert!(a.attempt_to_acquire_leader().await.expect("race"));
-        let c = b.get_cluster().await.expect("cluster");
+        let c = read_until(&*b, |c| c.member("a").is_some() && c.leader.is_some()).await;
         let m = c.member("a").expect("a is visible to b");
         assert_eq!(m.role(), Some("primary"));
         assert_eq!(m.to_node(), value);
@@ -219,27 +253,57 @@ async fn member_keys_are_visible_and_leader_and_member_expire_after_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_wakes_on_leader_change_and_times_out_otherwise() {
+async fn watch_wakes_on_leader_change_and_expiry_and_times_out_otherwise() {
     for_each_backend(|etcd, make| async move {
         let a = make(&etcd, "watch", "a", 10);
         let b = make(&etcd, "watch", "b", 10);
-        b.get_cluster().await.expect("b connected");
+        assert!(a.attempt_to_acquire_leader().await.expect("race"));
+        let version = read_until(&*b, |c| c.leader.is_some())
+            .await
+            .leader
+            .and_then(|l| l.version);
+        assert!(version.is_some(), "the leader key has a version");
         let started = Instant::now();
         assert!(
-            !b.watch(None, Duration::from_millis(700)).await,
+            !b.watch(version, Duration::from_secs(1)).await,
             "nothing changed"
         );
-        assert!(started.elapsed() >= Duration::from_millis(600));
+        assert!(started.elapsed() >= Duration::from_millis(900));
+
         let waiter = tokio::spawn(async move {
-            let woke = b.watch(None, Duration::from_secs(5)).await;
+            let woke = b.watch(version, Duration::from_secs(8)).await;
             (woke, b)
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let t0 = Instant::now();
-        assert!(a.attempt_to_acquire_leader().await.expect("race"));
-        let (woke, _b) = waiter.await.expect("join");
-        assert!(woke, "watch must wake on the new leader key");
-        assert!(t0.elapsed() < Duration::from_secs(3));
+        assert!(a.delete_leader().await.expect("release"));
+        let (woke, b) = waiter.await.expect("join");
+        assert!(woke, "watch must wake when the leader key goes away");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "woke after {:?}",
+            t0.elapsed()
+        );
+
+        // Expiry: a short-lived leader stops refreshing.
+        let short = make(&etcd, "watch", "short", 3);
+        assert!(short.attempt_to_acquire_leader().await.expect("race"));
+        let version = read_until(&*b, |c| leader_name(c) == Some("short"))
+            .await
+            .leader
+            .and_then(|l| l.version);
+        let t0 = Instant::now();
+        let mut woke = false;
+        while !woke && t0.elapsed() < Duration::from_secs(10) {
+            woke = b.watch(version, Duration::from_secs(2)).await
+                && b.get_cluster().await.expect("cluster").leader.is_none();
+        }
+        assert!(woke, "watch must wake when the leader key expires");
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "woke after {:?}",
+            t0.elapsed()
+        );
     })
     .await;
 }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 
 use crate::model::Cluster;
 
+pub mod etcd;
 pub mod etcd3;
 pub mod path;
 
