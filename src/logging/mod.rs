@@ -314,6 +314,35 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_lose_nothing_with_an_unbounded_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path(), &[("max_queue_size", Value::Int(0))]);
+        let handle = Arc::new(LoggerHandle::start(&s).expect("start"));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let h = handle.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        log_to(&h, "patroni.ha", log::Level::Info, &format!("t{t} r{i}"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("writer thread");
+        }
+        assert_eq!(handle.records_lost(), 0);
+        let handle = Arc::try_unwrap(handle).ok().expect("sole owner");
+        handle.shutdown();
+        let text = std::fs::read_to_string(dir.path().join("patroni.log")).expect("read");
+        assert_eq!(text.lines().count(), 800);
+        // Each thread's records stay in order.
+        let t0: Vec<&str> = text.lines().filter(|l| l.contains(" t0 ")).collect();
+        assert_eq!(t0.first(), Some(&"INFO patroni.ha t0 r0"));
+        assert_eq!(t0.last(), Some(&"INFO patroni.ha t0 r199"));
+    }
+
+    #[test]
     fn bad_reload_keeps_the_old_configuration() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = settings(dir.path(), &[]);

@@ -266,9 +266,22 @@ fn writer(shared: Arc<Shared>) {
             }
         }
     }
-    let mut q = lock(&shared.queue);
-    q.closed = true;
-    q.busy = false;
+    // Records queued behind the stop marker are written here; from now on
+    // callers write synchronously. Holding the sink first keeps their
+    // records after these.
+    let mut sink = lock(&shared.sink);
+    let rest: Vec<Item> = {
+        let mut q = lock(&shared.queue);
+        q.closed = true;
+        q.items.drain(..).collect()
+    };
+    for item in rest {
+        if let Item::Record(rec) = item {
+            sink.write(&rec);
+        }
+    }
+    drop(sink);
+    lock(&shared.queue).busy = false;
     shared.idle.notify_all();
 }
 
