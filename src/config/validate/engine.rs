@@ -10,7 +10,7 @@
 
 use super::pyrepr::py_str;
 use super::Ctx;
-use crate::config::units::parse_int;
+use crate::config::units::{parse_int, parse_real};
 use crate::config::value::{Map, Value};
 
 /// The Python types the schema checks with `isinstance`.
@@ -177,11 +177,20 @@ pub fn check<'a>(node: &Node, data: &'a Value, ctx: &Ctx) -> Vec<Outcome<'a>> {
             if let Some(t) = expected.filter(|t| !t.accepts(data)) {
                 return vec![type_failure(t, data)];
             }
-            let ok = parse_int(data, *base_unit).is_some_and(|v| {
-                min.is_none_or(|m| v >= m)
-                    && max.is_none_or(|m| v <= m)
-                    && aligned.is_none_or(|a| a != 0 && v.rem_euclid(a) == 0)
-            });
+            let ok = match parse_wide_int(data, *base_unit) {
+                Some(WideInt::Exact(v)) => {
+                    min.is_none_or(|m| v >= m)
+                        && max.is_none_or(|m| v <= m)
+                        && aligned.is_none_or(|a| a != 0 && v.rem_euclid(a) == 0)
+                }
+                // Beyond every i64 bound: above (or below) any min and max.
+                Some(WideInt::Huge(f)) => {
+                    min.is_none_or(|_| f > 0.0)
+                        && max.is_none_or(|_| f < 0.0)
+                        && aligned.is_none_or(|a| a != 0 && (f / a as f64).fract() == 0.0)
+                }
+                None => false,
+            };
             vec![call(wrong_value(ok), data)]
         }
         Node::Enum {
@@ -216,6 +225,25 @@ pub fn check<'a>(node: &Node, data: &'a Value, ctx: &Ctx) -> Vec<Outcome<'a>> {
             _ => Vec::new(),
         },
     }
+}
+
+/// An integer as Python's `parse_int` returns it: Python integers are
+/// unbounded, so a value such as `1e19` is a valid (huge) integer there.
+enum WideInt {
+    Exact(i64),
+    /// Outside `i64`; the float keeps the sign and magnitude.
+    Huge(f64),
+}
+
+fn parse_wide_int(data: &Value, base_unit: Option<&str>) -> Option<WideInt> {
+    if let Some(v) = parse_int(data, base_unit) {
+        return Some(WideInt::Exact(v));
+    }
+    // `parse_int` gives up on overflow; `parse_real` reads the same number
+    // (and unit) as a double, enough to place it beyond the i64 range.
+    parse_real(data, base_unit)
+        .filter(|f| f.is_finite() && f.abs() >= 9.223_372_036_854_775e18)
+        .map(WideInt::Huge)
 }
 
 fn type_failure(t: PyType, data: &Value) -> Outcome<'_> {

@@ -6,7 +6,7 @@
 //! Operators compare these lines with what Python Patroni printed, so we
 //! reproduce the formatting rather than printing JSON.
 
-use crate::config::value::{python_float_repr, TimeOfDay, Timestamp, Value};
+use crate::config::value::{TimeOfDay, Timestamp, Value};
 
 /// Python `str(value)`.
 pub fn py_str(value: &Value) -> String {
@@ -31,7 +31,7 @@ fn write_repr(out: &mut String, value: &Value) {
         Value::Bool(false) => out.push_str("False"),
         Value::Int(i) => out.push_str(&i.to_string()),
         Value::BigInt(s) => out.push_str(s),
-        Value::Float(f) => out.push_str(&python_float_repr(*f)),
+        Value::Float(f) => out.push_str(&float_repr(*f)),
         Value::Str(s) => out.push_str(&str_repr(s)),
         Value::Timestamp(t) => out.push_str(&timestamp_repr(t)),
         Value::Seq(items) => {
@@ -56,6 +56,32 @@ fn write_repr(out: &mut String, value: &Value) {
             }
             out.push('}');
         }
+    }
+}
+
+/// Python `repr(float)`: the shortest digits that read back the same
+/// value, positional for exponents -4..16, scientific (`1e-05`, `1e+16`)
+/// outside that range.
+pub fn float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let plain = format!("{f}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
     }
 }
 
@@ -198,6 +224,20 @@ mod tests {
         assert_eq!(str_repr("a'b\"c"), "'a\\'b\"c'");
         assert_eq!(str_repr("tab\there\u{7}"), "'tab\\there\\x07'");
         assert_eq!(str_repr("é"), "'é'");
+    }
+
+    #[test]
+    fn floats_format_like_python_repr() {
+        for (f, want) in [
+            (6.103515625e-05, "6.103515625e-05"),
+            (0.0001, "0.0001"),
+            (1e16, "1e+16"),
+            (123.5, "123.5"),
+            (-2.0, "-2.0"),
+            (9.223372036854776e18, "9.223372036854776e+18"),
+        ] {
+            assert_eq!(float_repr(f), want);
+        }
     }
 
     #[test]

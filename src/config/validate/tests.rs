@@ -324,3 +324,33 @@ fn non_mapping_config_never_panics() {
     set(&mut c, &["postgresql", "bin_dir"], s(""));
     assert!(!run(&c).is_empty());
 }
+
+#[test]
+fn integers_beyond_i64_behave_like_python_ints() {
+    let f = fixture();
+    let mut c = base(f.port, &f.bin, &f.data);
+    set(&mut c, &["bootstrap", "dcs", "ttl"], Value::Float(1e19));
+    set(
+        &mut c,
+        &["bootstrap", "dcs", "loop_wait"],
+        Value::BigInt("-99999999999999999999".into()),
+    );
+    set(
+        &mut c,
+        &[
+            "bootstrap",
+            "dcs",
+            "postgresql",
+            "parameters",
+            "max_connections",
+        ],
+        Value::BigInt("99999999999999999999".into()),
+    );
+    assert_eq!(
+        run(&c),
+        [
+            "bootstrap.dcs.loop_wait -99999999999999999999 didn't pass validation: Wrong value",
+            "bootstrap.dcs.postgresql.parameters.max_connections 99999999999999999999 didn't pass validation: Wrong value",
+        ]
+    );
+}
