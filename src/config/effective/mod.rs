@@ -177,7 +177,9 @@ impl Config {
                     .iter()
                     .find(|(k, _)| k == CONFIG_VARIABLE)
                     .map(|(_, v)| v.clone());
-                if document.is_some() && !consumed_env.iter().any(|n| n == CONFIG_VARIABLE) {
+                // Read (and removed from the environment) only when there is
+                // no configuration file; the environment mapping never uses it.
+                if document.is_some() {
                     consumed_env.push(CONFIG_VARIABLE.to_owned());
                 }
                 let parsed = match document.filter(|d| !d.is_empty()) {
