@@ -25,12 +25,14 @@ Known, explained differences (not generated here):
 - `patroni.dynamic.json` holding `NaN`/`Infinity` or integers beyond 64 bits: Python's `json` reads them,
   serde_json does not (the cache is then ignored with an error event) or reads them as floats.
 """
+import atexit
 import contextlib
 import copy
 import json
 import logging
 import os
 import pathlib
+import shutil
 import tempfile
 
 import pytest
@@ -43,6 +45,7 @@ from patroni.config import Config  # noqa: E402
 from patroni.exceptions import ConfigParseError  # noqa: E402
 
 SCRATCH = pathlib.Path(tempfile.mkdtemp(prefix="cfgdiff-cwd-"))
+atexit.register(shutil.rmtree, SCRATCH, True)
 
 
 def strict(v):
