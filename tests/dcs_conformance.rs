@@ -427,3 +427,124 @@ async fn unreachable_within_retry_timeout_then_recovers() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_in_the_list_is_skipped() {
+    let etcd = Etcd::start();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let hosts = vec![dead, etcd.endpoint()];
+    let v3 = Etcd3::new(
+        KeyPaths::new("/service/", "multi", "a"),
+        Etcd3Settings {
+            hosts: hosts.clone(),
+            protocol: "http".into(),
+            ..Default::default()
+        },
+        timing(10),
+    );
+    let v2 = EtcdV2::new(
+        KeyPaths::new("/service/", "multi2", "a"),
+        EtcdSettings {
+            hosts,
+            protocol: "http".into(),
+            ..Default::default()
+        },
+        timing(10),
+    )
+    .expect("settings");
+    for (name, dcs) in [("etcd3", &v3 as &dyn Dcs), ("etcd", &v2 as &dyn Dcs)] {
+        for _ in 0..5 {
+            assert!(
+                dcs.attempt_to_acquire_leader().await.is_ok(),
+                "{name}: must use the live endpoint"
+            );
+            dcs.write_status(r#"{"optime":1}"#)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_change_takes_a_new_lease_with_the_new_ttl() {
+    let etcd = Etcd::start();
+    let a = Etcd3::new(
+        KeyPaths::new("/service/", "lease", "a"),
+        Etcd3Settings {
+            hosts: vec![etcd.endpoint()],
+            protocol: "http".into(),
+            ..Default::default()
+        },
+        timing(10),
+    );
+    let member = r#"{"state":"running"}"#;
+    a.touch_member(None, member).await.expect("touch");
+    let granted = |etcd: String| async move {
+        let mut c = etcd_client::Client::connect([etcd], None)
+            .await
+            .expect("connect");
+        let resp = c.get("/service/lease/members/a", None).await.expect("get");
+        let lease = resp.kvs().first().expect("member key").lease();
+        c.lease_time_to_live(lease, None)
+            .await
+            .expect("ttl")
+            .granted_ttl()
+    };
+    assert_eq!(granted(etcd.endpoint()).await, 10);
+    a.set_timing(timing(20));
+    // Patroni wakes the loop at once after a ttl change...
+    assert!(a.watch(None, Duration::from_secs(5)).await);
+    // ...and rewrites the member key on the new lease.
+    let c = a.get_cluster().await.expect("cluster");
+    a.touch_member(Some(&c), member).await.expect("touch");
+    assert_eq!(granted(etcd.endpoint()).await, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd3_username_and_password() {
+    let etcd = Etcd::start();
+    let ctl = |args: &[&str]| {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=http://{}", etcd.endpoint()))
+            .args(args)
+            .output()
+            .expect("etcdctl runs");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ctl(&["user", "add", "root:rootpw"]);
+    ctl(&["user", "grant-role", "root", "root"]);
+    ctl(&["auth", "enable"]);
+    let make = |password: &str| {
+        Etcd3::new(
+            KeyPaths::new("/service/", "auth", "a"),
+            Etcd3Settings {
+                hosts: vec![etcd.endpoint()],
+                protocol: "http".into(),
+                username: Some("root".into()),
+                password: Some(password.into()),
+                ..Default::default()
+            },
+            timing(10),
+        )
+    };
+    let good = make("rootpw");
+    assert!(good
+        .attempt_to_acquire_leader()
+        .await
+        .expect("authenticated"));
+    let bad = make("wrong");
+    match bad.write_status("{}").await {
+        Err(DcsError::Other(_) | DcsError::Unreachable(_)) => {}
+        other => panic!("a wrong password must fail clearly, got {other:?}"),
+    }
+    let anonymous = etcd3(&etcd, "auth", "b", 10);
+    assert!(
+        anonymous.write_status("{}").await.is_err(),
+        "auth is enforced"
+    );
+}

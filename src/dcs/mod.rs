@@ -21,8 +21,10 @@ use crate::model::Cluster;
 pub mod etcd;
 pub mod etcd3;
 pub mod path;
+pub mod settings;
 
 pub use path::KeyPaths;
+pub use settings::from_config;
 
 /// Why a DCS call did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
