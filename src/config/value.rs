@@ -348,7 +348,7 @@ pub fn python_float_repr(f: f64) -> String {
     let s = format!("{f:e}");
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if (-5..16).contains(&exp) {
+    if (-4..16).contains(&exp) {
         let plain = format!("{f}");
         if plain.contains('.') {
             plain
@@ -414,6 +414,8 @@ mod tests {
             (0.1, "0.1"),
             (1e16, "1e+16"),
             (1.5e-7, "1.5e-07"),
+            (6.103515625e-05, "6.103515625e-05"),
+            (0.0001, "0.0001"),
             (123456.789, "123456.789"),
             (f64::INFINITY, "inf"),
         ] {

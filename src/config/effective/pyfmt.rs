@@ -10,34 +10,8 @@
 
 use std::fmt::Write;
 
-use crate::config::value::Timestamp;
+use crate::config::value::{python_float_repr, Timestamp};
 use crate::config::Value;
-
-/// Python `repr(float)`: the shortest digits that round-trip, in positional
-/// notation for decimal exponents -4..=15 and in exponent notation (at least
-/// two exponent digits) otherwise.
-pub(crate) fn python_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let plain = format!("{f}");
-        if plain.contains('.') {
-            plain
-        } else {
-            format!("{plain}.0")
-        }
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    }
-}
 
 /// Python `str(value)`.
 pub(crate) fn py_str(v: &Value) -> String {
