@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 mod config;
 mod convert;
+mod dcs;
 mod logging;
 mod units;
 mod validate;
@@ -19,6 +20,7 @@ fn patroni_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", patroni::PATRONI_VERSION)?;
     yaml::register(m)?;
     config::register(m)?;
+    dcs::register(m)?;
     logging::register(m)?;
     units::register(m)?;
     validate::register(m)?;
