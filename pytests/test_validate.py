@@ -342,9 +342,39 @@ SCALARS = st.one_of(
 )
 
 
+# Strings that exercise address parsing without ever reaching a routable
+# address (a connect to one could hang for minutes in both validators).
+HOSTISH = st.one_of(
+    st.text(alphabet="ab.:,*[] -", max_size=10),
+    st.sampled_from([
+        "localhost:1", "127.0.0.1:1", "[::1]:1", "::1:1", "*:1", "*", "127.0.0.1,localhost:1",
+        "127.0.0.1,*:1", "127.0.0.1:-1", "127.0.0.1:70000", "127.0.0.1: 1_0", "a..b:1", "0.0.0.0:1",
+        "name.invalid:1", "127.0.0.1", "", ":1", "localhost:99999999999999999999",
+    ]),
+)
+
+# One base per DCS, so every DCS section gets mutated.
+DCS_SECTIONS = {
+    "kubernetes": {"labels": {"application": "patroni"}, "namespace": "default", "pod_ip": "10.0.0.5",
+                   "ports": [{"name": "postgresql", "port": 5432}], "retriable_http_codes": [500, 503]},
+    "etcd": {"host": "127.0.0.1:1", "protocol": "http"},
+    "etcd3": {"hosts": ["127.0.0.1:1", "localhost:1"], "username": "u"},
+    "zookeeper": {"hosts": "127.0.0.1:1,localhost:1", "use_ssl": False},
+    "consul": {"url": "http://127.0.0.1:8500", "port": 8500, "checks": ["a"], "consistency": "stale"},
+    "raft": {"self_addr": "10.0.0.1:2222", "partner_addrs": ["127.0.0.1:1"], "data_dir": "/tmp"},
+    "exhibitor": {"hosts": ["h1"], "port": 8181, "poll_interval": 300},
+}
+
+
 @st.composite
 def mutated(draw, base):
     config = copy.deepcopy(base)
+    dcs = draw(st.sampled_from(sorted(DCS_SECTIONS)))
+    del config["kubernetes"]
+    config[dcs] = copy.deepcopy(DCS_SECTIONS[dcs])
+    if draw(st.booleans()):
+        config["citus"] = {"database": "citus", "group": 0}
+        config["tags"]["sync_priority"] = 1
     paths = sorted(leaf_paths(config), key=repr)
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         path = draw(st.sampled_from(paths))
@@ -353,12 +383,15 @@ def mutated(draw, base):
             cur = cur.get(k) if isinstance(cur, dict) else None
         if not isinstance(cur, dict) or path[-1] not in cur:
             continue
-        if draw(st.booleans()):
+        old = cur[path[-1]]
+        action = draw(st.sampled_from(["delete", "retype", "restring"] if isinstance(old, str)
+                                      else ["delete", "retype"]))
+        if action == "delete":
             del cur[path[-1]]
+        elif action == "restring":
+            cur[path[-1]] = draw(HOSTISH)
         else:
-            old = cur[path[-1]]
-            new = draw(SCALARS.filter(lambda v: type(v) is not type(old)))
-            cur[path[-1]] = new
+            cur[path[-1]] = draw(SCALARS.filter(lambda v: type(v) is not type(old)))
     return config
 
 

@@ -115,10 +115,10 @@ pub fn host_port(
             return Err("expecting '*' alone".into());
         }
         // Every address a wildcard listener would bind to.
-        let service = match port.value {
-            Some(p) => p.to_string(),
-            None => return Err("Python int too large to convert to C long".into()),
-        };
+        if port.value.is_none() {
+            return Err("Python int too large to convert to C long".into());
+        }
+        let service = port.text.clone();
         hosts = getaddrinfo(None, Some(&service))?
             .into_iter()
             .map(|a| a.ip().to_string())
@@ -130,15 +130,17 @@ pub fn host_port(
             .into_iter()
             .next()
             .ok_or_else(|| format!("no address found for {}", str_repr(host)))?;
-        let port = port_for_connect(&port)?;
+        let number = port_for_connect(&port)?;
         let target = match first {
-            SocketAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(*a.ip(), port)),
-            SocketAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(*a.ip(), port, 0, a.scope_id())),
+            SocketAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(*a.ip(), number)),
+            SocketAddr::V6(a) => {
+                SocketAddr::V6(SocketAddrV6::new(*a.ip(), number, 0, a.scope_id()))
+            }
         };
         let connected = TcpStream::connect(target).is_ok();
         if connected {
             if listen && !ctx.params.ignore_listen_port {
-                return Err(format!("Port {} is already in use.", port_text(&target)));
+                return Err(format!("Port {} is already in use.", port.text));
             }
         } else if !listen {
             return Err(format!("{text} is not reachable"));
@@ -147,18 +149,11 @@ pub fn host_port(
     Ok(())
 }
 
-fn port_text(target: &SocketAddr) -> String {
-    target.port().to_string()
-}
-
-/// The checks Python's `connect_ex` applies to the port number.
+/// Python's `connect_ex` refuses any port outside 0-65535 with one message.
 fn port_for_connect(port: &Port) -> Result<u16, String> {
-    match port.value {
-        None => Err("Python int too large to convert to C long".into()),
-        Some(p) if p > i64::from(i32::MAX) => Err("signed integer is greater than maximum".into()),
-        Some(p) if p < i64::from(i32::MIN) => Err("signed integer is less than minimum".into()),
-        Some(p) => u16::try_from(p).map_err(|_| "connect_ex(): port must be 0-65535.".to_owned()),
-    }
+    port.value
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| "connect_ex(): port must be 0-65535.".to_owned())
 }
 
 /// Python encodes host names with the `idna` codec before resolving them,
@@ -353,7 +348,15 @@ mod tests {
             "connect_ex(): port must be 0-65535."
         );
         let huge = py_int("99999999999999999999999").unwrap();
-        assert!(port_for_connect(&huge).unwrap_err().contains("too large"));
+        assert_eq!(
+            port_for_connect(&huge).unwrap_err(),
+            "connect_ex(): port must be 0-65535."
+        );
+        assert_eq!(
+            port_for_connect(&py_int("-1").unwrap()).unwrap_err(),
+            "connect_ex(): port must be 0-65535."
+        );
+        assert_eq!(port_for_connect(&py_int("+80").unwrap()), Ok(80));
     }
 
     #[test]
