@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use patroni::dcs::etcd::{Etcd as EtcdV2, EtcdSettings};
-use patroni::dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni::dcs::etcd::Etcd as EtcdV2;
+use patroni::dcs::etcd3::Etcd3;
+use patroni::dcs::settings::EtcdConnection;
 use patroni::dcs::{Dcs, DcsError, KeyPaths, Timing};
 use patroni::model::Cluster;
 
@@ -123,7 +124,7 @@ fn timing(ttl: u64) -> Timing {
 }
 
 fn etcd3(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
-    let settings = Etcd3Settings {
+    let settings = EtcdConnection {
         hosts: vec![etcd.endpoint()],
         protocol: "http".into(),
         ..Default::default()
@@ -136,7 +137,7 @@ fn etcd3(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
 }
 
 fn etcd2(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
-    let settings = EtcdSettings {
+    let settings = EtcdConnection {
         hosts: vec![etcd.endpoint()],
         protocol: "http".into(),
         ..Default::default()
@@ -435,7 +436,7 @@ async fn a_dead_endpoint_in_the_list_is_skipped() {
     let hosts = vec![dead, etcd.endpoint()];
     let v3 = Etcd3::new(
         KeyPaths::new("/service/", "multi", "a"),
-        Etcd3Settings {
+        EtcdConnection {
             hosts: hosts.clone(),
             protocol: "http".into(),
             ..Default::default()
@@ -444,7 +445,7 @@ async fn a_dead_endpoint_in_the_list_is_skipped() {
     );
     let v2 = EtcdV2::new(
         KeyPaths::new("/service/", "multi2", "a"),
-        EtcdSettings {
+        EtcdConnection {
             hosts,
             protocol: "http".into(),
             ..Default::default()
@@ -470,7 +471,7 @@ async fn a_ttl_change_takes_a_new_lease_with_the_new_ttl() {
     let etcd = Etcd::start();
     let a = Etcd3::new(
         KeyPaths::new("/service/", "lease", "a"),
-        Etcd3Settings {
+        EtcdConnection {
             hosts: vec![etcd.endpoint()],
             protocol: "http".into(),
             ..Default::default()
@@ -522,7 +523,7 @@ async fn etcd3_username_and_password() {
     let make = |password: &str| {
         Etcd3::new(
             KeyPaths::new("/service/", "auth", "a"),
-            Etcd3Settings {
+            EtcdConnection {
                 hosts: vec![etcd.endpoint()],
                 protocol: "http".into(),
                 username: Some("root".into()),

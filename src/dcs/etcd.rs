@@ -18,23 +18,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::settings::EtcdConnection;
 use super::{Dcs, DcsError, DcsResult, KeyPaths, Timing};
 use crate::model::cluster::RawNode;
 use crate::model::Cluster;
-
-/// Connection settings from the `etcd:` section.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EtcdSettings {
-    /// `host:port` endpoints, or full URLs.
-    pub hosts: Vec<String>,
-    /// `http` or `https`.
-    pub protocol: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub cacert: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
-}
 
 #[derive(Debug)]
 struct State {
@@ -47,7 +34,7 @@ struct State {
 
 pub struct Etcd {
     paths: KeyPaths,
-    settings: EtcdSettings,
+    settings: EtcdConnection,
     http: reqwest::Client,
     state: Mutex<State>,
 }
@@ -101,7 +88,7 @@ enum Method {
 }
 
 impl Etcd {
-    pub fn new(paths: KeyPaths, settings: EtcdSettings, timing: Timing) -> DcsResult<Etcd> {
+    pub fn new(paths: KeyPaths, settings: EtcdConnection, timing: Timing) -> DcsResult<Etcd> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(60))

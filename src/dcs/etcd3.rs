@@ -24,25 +24,10 @@ use etcd_client::{
 };
 use tokio::sync::Notify;
 
+use super::settings::EtcdConnection;
 use super::{Dcs, DcsError, DcsResult, KeyPaths, Timing};
 use crate::model::cluster::RawNode;
 use crate::model::Cluster;
-
-/// Connection settings from the `etcd3:` section.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Etcd3Settings {
-    /// `host:port` endpoints (from `host`, `hosts` or `url`).
-    pub hosts: Vec<String>,
-    /// `http` or `https`.
-    pub protocol: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// PEM file of the CA that signed the etcd server certificates.
-    pub cacert: Option<String>,
-    /// Client certificate and key (PEM) for mutual TLS.
-    pub cert: Option<String>,
-    pub key: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 struct CachedKv {
@@ -70,7 +55,7 @@ struct LeaseState {
 
 pub struct Etcd3 {
     paths: KeyPaths,
-    settings: Etcd3Settings,
+    settings: EtcdConnection,
     client: tokio::sync::Mutex<Option<Client>>,
     lease: Mutex<LeaseState>,
     cache: Arc<Mutex<Cache>>,
@@ -125,7 +110,7 @@ fn retryable(e: &DcsError) -> bool {
 impl Etcd3 {
     /// A backend for member `paths.name()`. Connects lazily: nothing here
     /// touches the network.
-    pub fn new(paths: KeyPaths, settings: Etcd3Settings, timing: Timing) -> Etcd3 {
+    pub fn new(paths: KeyPaths, settings: EtcdConnection, timing: Timing) -> Etcd3 {
         Etcd3 {
             paths,
             settings,

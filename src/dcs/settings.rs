@@ -7,20 +7,24 @@
 //! single `host[:port]`. DNS SRV discovery (`srv`) is not supported yet and
 //! says so.
 
-use super::etcd::{Etcd, EtcdSettings};
-use super::etcd3::{Etcd3, Etcd3Settings};
+use super::etcd::Etcd;
+use super::etcd3::Etcd3;
 use super::{Dcs, DcsError, KeyPaths, Timing};
 use crate::config::{Map, Value};
 
-/// Endpoints and credentials common to both etcd backends.
+/// Endpoints and credentials of an etcd cluster, for both backends.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EtcdEndpoints {
-    /// Full URLs: `http://127.0.0.1:2379`.
-    pub urls: Vec<String>,
+pub struct EtcdConnection {
+    /// Endpoints: full URLs (`http://127.0.0.1:2379`) or `host:port`, which
+    /// then uses `protocol`.
+    pub hosts: Vec<String>,
+    /// `http` or `https`.
     pub protocol: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// PEM file of the CA that signed the etcd server certificates.
     pub cacert: Option<String>,
+    /// Client certificate and key (PEM) for mutual TLS.
     pub cert: Option<String>,
     pub key: Option<String>,
 }
@@ -67,8 +71,8 @@ fn text(section: &Map, key: &str) -> Option<String> {
 }
 
 /// Parse an `etcd`/`etcd3` section.
-pub fn etcd_endpoints(section: &Map) -> Result<EtcdEndpoints, String> {
-    let mut ep = EtcdEndpoints {
+pub fn etcd_endpoints(section: &Map) -> Result<EtcdConnection, String> {
+    let mut ep = EtcdConnection {
         protocol: text(section, "protocol").unwrap_or_else(|| "http".into()),
         username: text(section, "username"),
         password: text(section, "password"),
@@ -94,7 +98,7 @@ pub fn etcd_endpoints(section: &Map) -> Result<EtcdEndpoints, String> {
         }
         let (host, port) = split_host_port(hostport, 2379)?;
         ep.protocol = scheme.to_owned();
-        ep.urls = vec![uri(scheme, &host, port)];
+        ep.hosts = vec![uri(scheme, &host, port)];
         return Ok(ep);
     }
     if let Some(hosts) = section.get("hosts") {
@@ -119,7 +123,7 @@ pub fn etcd_endpoints(section: &Map) -> Result<EtcdEndpoints, String> {
         };
         for h in items {
             let (host, port) = split_host_port(h.trim(), default_port)?;
-            ep.urls.push(uri(&ep.protocol, &host, port));
+            ep.hosts.push(uri(&ep.protocol, &host, port));
         }
     } else if let Some(host) = text(section, "host") {
         let (host, mut port) = split_host_port(&host, 2379)?;
@@ -128,13 +132,13 @@ pub fn etcd_endpoints(section: &Map) -> Result<EtcdEndpoints, String> {
                 .and_then(|p| u16::try_from(p).ok())
                 .ok_or_else(|| format!("invalid port {p}"))?;
         }
-        ep.urls.push(uri(&ep.protocol, &host, port));
+        ep.hosts.push(uri(&ep.protocol, &host, port));
     } else if section.contains_key("srv") || section.contains_key("discovery_srv") {
         return Err(
             "DNS SRV discovery (srv) is not supported by patroni-rs yet; list the hosts".into(),
         );
     }
-    if ep.urls.is_empty() {
+    if ep.hosts.is_empty() {
         return Err(
             "Neither srv, hosts, host nor url are defined in etcd section of config".into(),
         );
@@ -152,29 +156,11 @@ pub fn from_config(config: &Map, timing: Timing) -> Result<Box<dyn Dcs>, DcsErro
     let section = |key: &str| config.get(key).and_then(Value::as_map);
     if let Some(s) = section("etcd3") {
         let ep = etcd_endpoints(s).map_err(|e| DcsError::Other(format!("etcd3: {e}")))?;
-        let settings = Etcd3Settings {
-            hosts: ep.urls,
-            protocol: ep.protocol,
-            username: ep.username,
-            password: ep.password,
-            cacert: ep.cacert,
-            cert: ep.cert,
-            key: ep.key,
-        };
-        return Ok(Box::new(Etcd3::new(paths, settings, timing)));
+        return Ok(Box::new(Etcd3::new(paths, ep, timing)));
     }
     if let Some(s) = section("etcd") {
         let ep = etcd_endpoints(s).map_err(|e| DcsError::Other(format!("etcd: {e}")))?;
-        let settings = EtcdSettings {
-            hosts: ep.urls,
-            protocol: ep.protocol,
-            username: ep.username,
-            password: ep.password,
-            cacert: ep.cacert,
-            cert: ep.cert,
-            key: ep.key,
-        };
-        return Ok(Box::new(Etcd::new(paths, settings, timing)?));
+        return Ok(Box::new(Etcd::new(paths, ep, timing)?));
     }
     for other in ["zookeeper", "consul", "kubernetes", "exhibitor", "raft"] {
         if config.contains_key(other) {
@@ -226,7 +212,7 @@ mod tests {
         ];
         for (text, want) in cases {
             let ep = etcd_endpoints(&section(text)).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(ep.urls, want, "{text}");
+            assert_eq!(ep.hosts, want, "{text}");
         }
         let ep = etcd_endpoints(&section("url: https://u:p@etcd")).expect("url");
         assert_eq!(
