@@ -25,6 +25,7 @@
 
 mod compose;
 mod construct;
+mod dump;
 mod indent;
 mod resolve;
 mod scalar;
@@ -32,6 +33,8 @@ mod scalar;
 use std::fmt;
 
 use crate::config::value::Value;
+
+pub use dump::{dump, dump_with_width, DEFAULT_WIDTH};
 
 /// A YAML syntax or construction error, positioned in the input.
 #[derive(Debug, Clone, PartialEq)]
