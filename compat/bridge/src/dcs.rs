@@ -17,8 +17,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use patroni::dcs::etcd::{Etcd, EtcdSettings};
-use patroni::dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni::dcs::etcd::Etcd;
+use patroni::dcs::etcd3::Etcd3;
+use patroni::dcs::settings::EtcdConnection;
 use patroni::dcs::{Dcs as DcsBackend, DcsError as BackendError, KeyPaths, Timing};
 use patroni::model::json::compact;
 use patroni::model::{
@@ -163,7 +164,7 @@ impl PyDcs {
         let backend: Arc<dyn DcsBackend> = match kind {
             "etcd3" => Arc::new(Etcd3::new(
                 paths,
-                Etcd3Settings {
+                EtcdConnection {
                     hosts,
                     protocol: "http".into(),
                     ..Default::default()
@@ -173,7 +174,7 @@ impl PyDcs {
             "etcd" => Arc::new(
                 Etcd::new(
                     paths,
-                    EtcdSettings {
+                    EtcdConnection {
                         hosts,
                         protocol: "http".into(),
                         ..Default::default()
