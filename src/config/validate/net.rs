@@ -181,7 +181,9 @@ fn idna_check(host: &str) -> Result<(), String> {
 /// `getaddrinfo(node, service, 0, SOCK_STREAM, 0, AI_PASSIVE)`; errors are
 /// worded as Python's `socket.gaierror`.
 fn getaddrinfo(node: Option<&str>, service: Option<&str>) -> Result<Vec<SocketAddr>, String> {
-    let to_c = |s: &str| CString::new(s).map_err(|_| "embedded null character".to_owned());
+    let to_c = |s: &str| {
+        CString::new(s).map_err(|_| "host name must not contain null character".to_owned())
+    };
     let node_c = node.map(to_c).transpose()?;
     let service_c = service.map(to_c).transpose()?;
     // SAFETY: a zeroed addrinfo is the documented way to build hints.

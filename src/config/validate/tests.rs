@@ -354,3 +354,44 @@ fn integers_beyond_i64_behave_like_python_ints() {
         ]
     );
 }
+
+#[test]
+fn unusable_bin_name_is_reported_once() {
+    // Python Patroni stops with a traceback on these; we report the setting.
+    let f = fixture();
+    let mut c = base(f.port, &f.bin, &f.data);
+    set(&mut c, &["postgresql", "bin_name"], s("weird"));
+    assert_eq!(run(&c), ["postgresql.bin_name weird is not a dictionary"]);
+    set(
+        &mut c,
+        &["postgresql", "bin_name"],
+        map(vec![("postgres", Value::Null)]),
+    );
+    assert_eq!(
+        run(&c),
+        ["postgresql.bin_name.postgres None is not a string"]
+    );
+}
+
+#[test]
+fn empty_bin_dir_means_path_lookup() {
+    let f = fixture();
+    let mut c = base(f.port, &f.bin, &f.data);
+    set(&mut c, &["postgresql", "bin_dir"], s(""));
+    let odd = "surely-not-on-path-pg_ctl";
+    set(
+        &mut c,
+        &["postgresql", "bin_name"],
+        map(vec![("pg_ctl", s(odd))]),
+    );
+    let out = run(&c);
+    assert_eq!(
+        out.first().cloned(),
+        Some(format!(
+            "postgresql.bin_name.pg_ctl {odd} didn't pass validation: does not contain '{odd}' in '$PATH'"
+        ))
+    );
+    assert!(out.contains(&format!(
+        "postgresql.bin_dir  does not contain '{odd}' in '$PATH'"
+    )));
+}
