@@ -9,6 +9,7 @@ Python Patroni's validator mutates its input (it writes the default
 module global, so every call gets a deep copy and sets the option first.
 """
 import copy
+import datetime
 import os
 import shutil
 import socket
@@ -28,7 +29,22 @@ def python_lines(config, ignore_listen_port=False):
     return validator.schema(copy.deepcopy(config))
 
 
+def has_dates(node):
+    if isinstance(node, (datetime.date, datetime.datetime)):
+        return True
+    if isinstance(node, dict):
+        return any(has_dates(k) or has_dates(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(has_dates(v) for v in node)
+    return False
+
+
 def rust_lines(config, ignore_listen_port=False):
+    if has_dates(config):
+        # Dates only reach us through YAML (as in a config file).
+        text = yaml.safe_dump(config, default_flow_style=False)
+        assert yaml.safe_load(text) == config
+        return patroni_rs.validate_config_yaml(text, ignore_listen_port)
     return patroni_rs.validate_config(copy.deepcopy(config), ignore_listen_port)
 
 
@@ -54,9 +70,11 @@ GOLDEN_CONFIGS = sorted(p.name for p in (GOLDEN / "configs").glob("*.yml"))
 @pytest.mark.parametrize("name", GOLDEN_CONFIGS)
 @pytest.mark.parametrize("ignore", [False, True])
 def test_golden_configs(golden, name, ignore):
-    with open(golden / "configs" / name) as f:
-        config = yaml.safe_load(f)
+    text = (golden / "configs" / name).read_text()
+    config = yaml.safe_load(text)
     lines = compare(config, ignore)
+    # Same through our own YAML loader, as the CLI reads the file.
+    assert patroni_rs.validate_config_yaml(text, ignore) == lines
     # The captures reference placeholders like <pg_bindir>: never valid here.
     assert lines
 
@@ -263,6 +281,16 @@ BROKEN = [
     ("tags.sync_priority", -1, False),
     ("tags.nosync", 1, False),
     ("tags", {"nosync": True, "sync_priority": 1, "nofailover": True, "failover_priority": 2}, False),
+    # Values are printed the way Python prints them.
+    ("scope", datetime.date(2024, 1, 2), False),
+    ("name", datetime.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone.utc), False),
+    ("bootstrap.initdb", [datetime.datetime(2024, 1, 2, 3, 4)], False),
+    ("postgresql.pg_hba", {"a": datetime.date(2024, 1, 2), "b": datetime.datetime(2001, 2, 3, 4, 5, 6)}, False),
+    ("postgresql.pg_hba", {"d": datetime.datetime(2001, 2, 3, tzinfo=datetime.timezone(datetime.timedelta(hours=-5)))},
+     False),
+    ("postgresql.pg_ident", {"it's": "a\tb\x01\u00e9\u2028\\", 1.5: None, None: True, 2: 1e-7, 3: 1e22}, False),
+    ("restapi.allowlist", "quote\"and'", False),
+    ("tags", {"nofailover": float("inf"), "nosync": float("nan")}, False),
 ]
 
 
