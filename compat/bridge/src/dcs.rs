@@ -599,7 +599,8 @@ fn config_to_py<'py>(py: Python<'py>, c: &ClusterConfig) -> PyResult<Bound<'py, 
 /// - `leader`: None or `{name, version, session}`;
 /// - `members`: `{name: {data, version, session}}`;
 /// - `failover`: None or `{leader, member, scheduled_at, version}`;
-/// - `sync`: `{leader, sync_standby, members, quorum, version}`;
+/// - `sync`: `{leader, sync_standby, voters, quorum, version}` (`voters`:
+///   the `sync_standby` names, Python's `SyncState.voters`);
 /// - `status`: `{optime, slots, retain_slots}`;
 /// - `history`: None or `{lines, version}`;
 /// - `failsafe`: None or a dict.
@@ -643,7 +644,7 @@ fn cluster_to_py<'py>(py: Python<'py>, c: &Cluster) -> PyResult<Bound<'py, PyDic
     let sync = PyDict::new(py);
     sync.set_item("leader", c.sync.leader.as_deref())?;
     sync.set_item("sync_standby", c.sync.sync_standby.as_deref())?;
-    sync.set_item("members", c.sync.members())?;
+    sync.set_item("voters", c.sync.members())?;
     sync.set_item("quorum", c.sync.quorum)?;
     sync.set_item("version", c.sync.version)?;
     d.set_item("sync", sync)?;
