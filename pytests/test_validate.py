@@ -207,6 +207,10 @@ BROKEN = [
     ("kubernetes.pod_ip", "10.1", False),
     ("kubernetes.pod_ip", "fe80::1", False),
     ("kubernetes.pod_ip", "10.0.0.256", False),
+    *[("kubernetes.pod_ip", ip, False) for ip in (
+        "1.2.3", "0x7f.1", "0X7F.0.0.1", "01.02.03.04", "1.2.3.08", "1.2.3.4 junk", "1.2.3.4x", "4294967295",
+        "4294967296", "1.16777215", "1.16777216", "", " 1.2.3.4", "::ffff:1.2.3.4", "fe80::1%eth0", "1::2::3",
+        "::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "0x", "1.0x", "00", "1..2")],
     ("kubernetes.ports", [{"name": 1, "port": 99999}], False),
     ("kubernetes.retriable_http_codes", "500", False),
     ("kubernetes.retriable_http_codes", [500, "x"], False),

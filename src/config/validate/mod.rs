@@ -58,5 +58,21 @@ pub fn validate(config: &Value, params: &ValidateParams) -> Vec<String> {
         .collect()
 }
 
+/// The one change Python Patroni's validator makes to the configuration it
+/// checks: a `postgresql` mapping without `bin_dir` gets `bin_dir: ''`
+/// appended. `patroni --validate-config --print` prints the configuration
+/// after validation, so that key shows up in its output; call this before
+/// printing to match it.
+pub fn apply_validator_defaults(config: &mut Value) {
+    let Some(root) = config.as_map_mut() else {
+        return;
+    };
+    if let Some(Value::Map(pg)) = root.get_mut("postgresql") {
+        if !pg.contains_key("bin_dir") {
+            pg.set("bin_dir", Value::Str(String::new()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

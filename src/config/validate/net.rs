@@ -315,11 +315,14 @@ fn c_strtoul(p: &str) -> Option<u64> {
     } else {
         (p, 10)
     };
-    if p.is_empty() || (digits.is_empty() && radix != 16) {
+    if digits.is_empty() && radix == 16 {
+        // "0x" without digits is refused by glibc.
+        return None;
+    }
+    if p.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
     if digits.is_empty() {
-        // "0x" alone is read as zero by glibc.
         return Some(0);
     }
     u64::from_str_radix(digits, radix).ok()
@@ -374,7 +377,18 @@ mod tests {
         for ok in ["127.0.0.1", "127.1", "0x7f.1", "10", "1.2.3.4 trailing"] {
             assert!(inet_aton(ok), "{ok}");
         }
-        for bad in ["", "1.2.3.4.5", "256.1.1.1", "abc", "1.2.3.4x", "::1"] {
+        for bad in [
+            "",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "abc",
+            "1.2.3.4x",
+            "::1",
+            "0x",
+            "1.0x",
+            "08",
+            "+1.2.3.4",
+        ] {
             assert!(!inet_aton(bad), "{bad}");
         }
     }

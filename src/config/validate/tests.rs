@@ -395,3 +395,31 @@ fn empty_bin_dir_means_path_lookup() {
         "postgresql.bin_dir  does not contain '{odd}' in '$PATH'"
     )));
 }
+
+#[test]
+fn validator_defaults_add_an_empty_bin_dir_only_when_missing() {
+    let mut c = map(vec![("postgresql", map(vec![("data_dir", s("/d"))]))]);
+    apply_validator_defaults(&mut c);
+    let pg = c
+        .as_map()
+        .and_then(|m| m.get("postgresql"))
+        .and_then(Value::as_map);
+    let keys: Vec<&str> = pg
+        .map(|m| m.str_entries().map(|(k, _)| k).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["data_dir", "bin_dir"]);
+    assert_eq!(pg.and_then(|m| m.get("bin_dir")), Some(&s("")));
+
+    let mut kept = map(vec![("postgresql", map(vec![("bin_dir", s("/usr/bin"))]))]);
+    apply_validator_defaults(&mut kept);
+    let bin_dir = kept
+        .as_map()
+        .and_then(|m| m.get("postgresql"))
+        .and_then(Value::as_map)
+        .and_then(|m| m.get("bin_dir"));
+    assert_eq!(bin_dir, Some(&s("/usr/bin")));
+
+    let mut odd = map(vec![("postgresql", s("x"))]);
+    apply_validator_defaults(&mut odd);
+    assert_eq!(odd, map(vec![("postgresql", s("x"))]));
+}
