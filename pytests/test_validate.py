@@ -321,8 +321,58 @@ def test_listen_port_in_use(workdir):
         assert compare(config) == [
             f"restapi.listen 127.0.0.1:{port} didn't pass validation: Port {port} is already in use."]
         assert compare(config, ignore_listen_port=True) == []
+        for listen in (f"*:{port}", f"localhost:{port}", f"127.0.0.1,localhost:{port}", f"::1,127.0.0.1:{port}"):
+            compare(patched(config, "postgresql.listen", listen))
+        # A DCS endpoint that accepts connections is reachable.
+        dcs = patched(patched(config, "kubernetes", delete=True), "etcd", {"hosts": [f"127.0.0.1:{port}"]})
+        assert not any(line.startswith("etcd") for line in compare(dcs))
     finally:
         busy.close()
+
+
+def test_bin_dir_contents(workdir):
+    bindir = os.path.join(workdir, "fakebin")
+    os.makedirs(bindir, exist_ok=True)
+    for name in ("initdb", "postgres"):
+        path = os.path.join(bindir, name)
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\necho 'postgres (PostgreSQL) 13.4'\n")
+        os.chmod(path, 0o755)
+    open(os.path.join(bindir, "pg_ctl"), "w").close()  # not executable
+    os.makedirs(os.path.join(bindir, "pg_isready"), exist_ok=True)  # a directory
+    config = patched(base_config(workdir), "postgresql.bin_dir", bindir)
+    lines = compare(config)
+    assert len(lines) == 4
+    renamed = patched(config, "postgresql.bin_name", {"pg_ctl": "postgres", "pg_isready": "initdb",
+                                                      "pg_rewind": "missing"})
+    compare(renamed)
+    # The data directory's version is checked with the configured binaries.
+    data = os.path.join(workdir, "pgdata13")
+    os.makedirs(os.path.join(data, "pg_wal"), exist_ok=True)
+    with open(os.path.join(data, "PG_VERSION"), "w") as f:
+        f.write("13\n")
+    assert not any("data_dir" in line for line in compare(patched(renamed, "postgresql.data_dir", data)))
+    with open(os.path.join(data, "PG_VERSION"), "w") as f:
+        f.write("14\n")
+    assert any("data_dir" in line for line in compare(patched(renamed, "postgresql.data_dir", data)))
+    broken = patched(patched(renamed, "postgresql.data_dir", data), "postgresql.bin_name.postgres", "nothere")
+    compare(broken)  # postgres --version cannot run
+    failing = os.path.join(bindir, "failing")
+    with open(failing, "w") as f:
+        f.write("#!/bin/sh\nexit 3\n")
+    os.chmod(failing, 0o755)
+    compare(patched(broken, "postgresql.bin_name.postgres", "failing"))
+    garbled = os.path.join(bindir, "garbled")
+    with open(garbled, "w") as f:
+        f.write("#!/bin/sh\necho nonsense\n")
+    os.chmod(garbled, 0o755)
+    compare(patched(broken, "postgresql.bin_name.postgres", "garbled"))
+    # Python reports these through the data_dir check, then stops with a
+    # traceback in the bin_dir check; `compare` accepts our report.
+    for odd in (5, None, True):
+        compare(patched(broken, "postgresql.bin_name.postgres", odd))
+        compare(patched(patched(broken, "postgresql.bin_name.postgres", odd), "postgresql.bin_dir", ""))
+    shutil.rmtree(data)
 
 
 def test_data_dir_states(workdir):

@@ -340,14 +340,18 @@ fn py_float(text: &str) -> Option<f64> {
 
 /// The major version `postgres --version` reports (`15`, `9.6`).
 fn major_version(ctx: &Ctx) -> Result<String, String> {
-    let name = match bin_name(ctx, "postgres")? {
-        BinName::Name(n) => n,
-        BinName::NotAString(v) => return Err(path_type_error(v)),
-    };
-    let binary = match postgresql(ctx).and_then(|pg| pg.get("bin_dir")) {
-        Some(Value::Str(d)) if !d.is_empty() => py_join(d, name),
-        Some(v) if v.truthy() => return Err(path_type_error(v)),
-        _ => name.to_owned(),
+    let name = bin_name(ctx, "postgres")?;
+    let binary = match (postgresql(ctx).and_then(|pg| pg.get("bin_dir")), name) {
+        (Some(Value::Str(d)), BinName::Name(n)) if !d.is_empty() => py_join(d, n),
+        (Some(Value::Str(d)), BinName::NotAString(v)) if !d.is_empty() => {
+            return Err(format!(
+                "join() argument must be str, bytes, or os.PathLike object, not '{}'",
+                qualified_type(v)
+            ))
+        }
+        (Some(d), _) if d.truthy() => return Err(path_type_error(d)),
+        (_, BinName::Name(n)) => n.to_owned(),
+        (_, BinName::NotAString(v)) => return Err(path_type_error(v)),
     };
     let output = Command::new(&binary)
         .arg("--version")
