@@ -12,6 +12,22 @@
 //! - [`engine`]: the combinators and the walk that reports problems.
 //! - [`checks`], [`net`]: the custom checks (files, binaries, addresses).
 //! - [`pyrepr`]: values printed the way Python prints them.
+//!
+//! Known differences from Python Patroni 4.1.5:
+//!
+//! - Where Python's validator stops with a traceback (a non-empty
+//!   `postgresql.bin_name` that is not a mapping, or a `bin_name` entry that
+//!   is not a string, reaching the `bin_dir` check), we report the setting
+//!   ("... is not a dictionary" / "... is not a string") and check `bin_dir`
+//!   for the standard binary names.
+//! - Non-ASCII host names: Python converts them with IDNA before resolving;
+//!   we hand them to the resolver as UTF-8.
+//! - Non-ASCII characters in printed values are escaped by an approximation
+//!   of Python's `str.isprintable` (no Unicode database here).
+//! - Integer settings beyond the 64-bit range are compared through a double,
+//!   so `thread_stack_size` alignment of such values is approximate.
+//! - `postgres --version` killed by a signal is reported without the signal
+//!   name.
 
 mod checks;
 mod engine;
