@@ -398,4 +398,7 @@ def test_dump_matches_pyyaml(obj, width):
         return
     got = patroni_rs.yaml_dump(obj, width) if width is not None else patroni_rs.yaml_dump(obj)
     assert got == py_dump(obj, width)
-    assert same(patroni_rs.yaml_load(got), yaml.safe_load(got))
+    if not any(c in got for c in "\x85\u2028\u2029"):
+        # Documented difference: NEL/LS/PS are not line breaks for our
+        # (YAML 1.2) scanner, so such dumps do not read back identically.
+        assert same(patroni_rs.yaml_load(got), yaml.safe_load(got))

@@ -56,6 +56,21 @@ pub(super) fn construct(doc: Document) -> Result<Value, YamlError> {
     c.construct(root, 0).map(|(v, _)| v)
 }
 
+/// `dict[key] = value`, where every `.nan` PyYAML builds is the same float
+/// object, so all NaN keys are one key (identity, not equality, matches).
+fn insert_like_pyyaml(map: &mut Map, key: Value, value: Value) {
+    if matches!(key, Value::Float(f) if f.is_nan()) {
+        if let Some((_, slot)) = map
+            .iter_mut()
+            .find(|(k, _)| matches!(k, Value::Float(f) if f.is_nan()))
+        {
+            *slot = value;
+            return;
+        }
+    }
+    map.insert(key, value);
+}
+
 impl Constructor {
     fn error(&self, id: NodeId, message: impl Into<String>) -> YamlError {
         let node = &self.nodes[id];
@@ -266,7 +281,7 @@ impl Constructor {
             count += n;
             let (value, n) = self.construct(value_id, depth + 1)?;
             count += n;
-            map.insert(key, value);
+            insert_like_pyyaml(&mut map, key, value);
         }
         Ok((Value::Map(map), count))
     }

@@ -520,3 +520,11 @@ fn block_scalar_at_end_of_input_without_line_break() {
         Value::Seq(vec![s("x\n"), s("y")])
     );
 }
+
+#[test]
+fn nan_keys_are_one_key() {
+    let v = load_ok(".nan: 1\n.NaN: 2\n");
+    let m = v.as_map().unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m.iter().next().map(|(_, v)| v), Some(&Value::Int(2)));
+}
