@@ -16,6 +16,7 @@
 //! The binary in `src/main.rs` is thin: it parses argv, loads the
 //! configuration and wires the pieces together.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dcs;

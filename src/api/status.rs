@@ -1,0 +1,495 @@
+//! The snapshot the REST API answers from.
+//!
+//! Python Patroni queries PostgreSQL and reads the DCS cache from inside the
+//! request handler, so a hung database or DCS can make a health check hang.
+//! Here the HA loop owns every slow operation: once per cycle (and whenever
+//! something changes) it publishes a fresh, immutable [`NodeStatus`] through a
+//! [`StatusPublisher`], and the API only ever clones the latest `Arc`. A GET
+//! never waits on anything but that pointer read, so load balancers keep
+//! getting an answer (possibly a slightly stale one) whatever state the
+//! database or the DCS is in.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::config::units::parse_int;
+use crate::config::value::Value as CfgValue;
+use crate::model::Cluster;
+
+/// The `xlog` object of the status body; its shape follows the role the
+/// database reported (`pg_is_in_recovery`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Xlog {
+    /// Not in recovery: the flush position.
+    Primary { location: i64 },
+    /// In recovery: receive/replay positions, the last replayed commit
+    /// time as Python's `str(datetime)` text, and whether replay is paused.
+    Replica {
+        received_location: i64,
+        replayed_location: i64,
+        replayed_timestamp: Option<String>,
+        paused: bool,
+    },
+}
+
+/// What the last successful status query returned from PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PgQuery {
+    /// `pg_postmaster_start_time()` as Python prints a datetime
+    /// (`2026-11-22 01:19:23.052006+00:00`).
+    pub postmaster_start_time: Option<String>,
+    /// Integer server version, e.g. 150020.
+    pub server_version: Option<i64>,
+    pub xlog: Option<Xlog>,
+    /// The timeline; `None` on a replica whose timeline is not known yet
+    /// (Python then reports `"timeline": null`).
+    pub timeline: Option<i64>,
+    /// `latest_end_lsn` of the WAL receiver: only used for lag checks and
+    /// never shown in a body.
+    pub latest_end_lsn: Option<i64>,
+    /// `streaming` / `in archive recovery`, replicas only.
+    pub replication_state: Option<String>,
+    /// The `pg_stat_replication` rows, already shaped as JSON objects.
+    pub replication: Option<Vec<Value>>,
+}
+
+/// The local PostgreSQL as the HA loop last saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresView {
+    /// Patroni's in-memory state name (`running`, `stopped`, `starting`,
+    /// ...): see [`POSTGRES_STATES`].
+    pub state: String,
+    /// Patroni's in-memory role (`primary`, `replica`, `standby_leader`,
+    /// `demoted`, `uninitialized`, ...).
+    pub role: String,
+    /// `Some` when the status query succeeded; `None` when PostgreSQL was not
+    /// running or could not be queried (the body then shrinks to state and
+    /// role, and a `running` state reads `unknown`).
+    pub query: Option<PgQuery>,
+}
+
+/// Patroni's PostgreSQL states, in the frozen order `/metrics` numbers them.
+pub const POSTGRES_STATES: [&str; 15] = [
+    "initdb",
+    "initdb failed",
+    "custom bootstrap",
+    "custom bootstrap failed",
+    "creating replica",
+    "running",
+    "starting",
+    "bootstrap starting",
+    "start failed",
+    "restarting",
+    "restart failed",
+    "stopping",
+    "stopped",
+    "stop failed",
+    "crashed",
+];
+
+/// Everything the read endpoints need, published as one immutable value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStatus {
+    pub scope: String,
+    pub name: String,
+    /// The Patroni version reported in bodies and metrics.
+    pub version: String,
+    pub postgres: PostgresView,
+    /// This node holds the leader key (Patroni's `ha.is_leader()`).
+    pub is_leader: bool,
+    /// The last cluster view read from the DCS, kept even once it is too old
+    /// to trust (then `cluster_valid` is false): `/config`, `/history`,
+    /// `/failsafe` and the global settings still come from it, as Patroni's
+    /// do from its cache.
+    pub cluster: Option<Arc<Cluster>>,
+    /// The DCS was reached recently enough for the view to count (Patroni's
+    /// `dcs.cluster` is not `None`).
+    pub cluster_valid: bool,
+    /// Epoch seconds of the last successful DCS contact.
+    pub dcs_last_seen: i64,
+    /// Tags from the configuration file, for `?tag_<k>=` filters.
+    pub tags: Map<String, Value>,
+    /// Configured tags merged with the ones the HA loop adds (e.g.
+    /// `nofailover` while a dynamic setting forbids failover), shown in
+    /// the `tags` field of the body.
+    pub effective_tags: Map<String, Value>,
+    /// `sysid` from pg_controldata, when known.
+    pub database_system_identifier: Option<String>,
+    /// Parameters waiting for a restart: name -> {old, new} details.
+    pub pending_restart_reason: Map<String, Value>,
+    /// The scheduled restart: `schedule` as ISO text plus its filters (no
+    /// `postmaster_start_time`).
+    pub scheduled_restart: Option<Map<String, Value>>,
+    pub watchdog_failed: bool,
+    /// The log queue length, reported only while above the normal size.
+    pub logger_queue_size: usize,
+    pub logger_records_lost: u64,
+    /// The queue length Patroni treats as normal.
+    pub logger_normal_queue_size: usize,
+    /// The node keeps running as primary thanks to failsafe mode.
+    pub failsafe_active: bool,
+    /// `failsafe_mode` is enabled (POST /failsafe is served).
+    pub failsafe_mode: bool,
+    /// Epoch seconds at which the HA loop plans its next cycle.
+    pub next_run: f64,
+    /// The DCS ttl in seconds, for /liveness.
+    pub ttl: u64,
+    /// IP addresses resolved from the members' `api_url`s, for
+    /// `restapi.allowlist_include_members`. The publisher resolves them so
+    /// that a request never waits on DNS.
+    pub member_ips: Vec<IpAddr>,
+}
+
+impl NodeStatus {
+    /// A node that knows nothing yet: PostgreSQL state unknown, no DCS view.
+    pub fn new(scope: &str, name: &str) -> NodeStatus {
+        NodeStatus {
+            scope: scope.to_owned(),
+            name: name.to_owned(),
+            version: crate::PATRONI_VERSION.to_owned(),
+            postgres: PostgresView {
+                state: "stopped".to_owned(),
+                role: "uninitialized".to_owned(),
+                query: None,
+            },
+            is_leader: false,
+            cluster: None,
+            cluster_valid: false,
+            dcs_last_seen: 0,
+            tags: Map::new(),
+            effective_tags: Map::new(),
+            database_system_identifier: None,
+            pending_restart_reason: Map::new(),
+            scheduled_restart: None,
+            watchdog_failed: false,
+            logger_queue_size: 0,
+            logger_records_lost: 0,
+            logger_normal_queue_size: 2,
+            failsafe_active: false,
+            failsafe_mode: false,
+            next_run: 0.0,
+            ttl: 30,
+            member_ips: Vec::new(),
+        }
+    }
+
+    /// The cluster view when it is still valid (Python's `dcs.cluster`).
+    pub fn valid_cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref().filter(|_| self.cluster_valid)
+    }
+
+    /// The dynamic configuration the global settings come from.
+    pub fn global(&self) -> GlobalView<'_> {
+        GlobalView {
+            data: self
+                .cluster
+                .as_deref()
+                .and_then(|c| c.config.as_ref())
+                .filter(|c| c.modify_version.unwrap_or(0) != 0)
+                .map(|c| &c.data),
+        }
+    }
+
+    /// `noloadbalance` from the configured tags, read as Patroni's tag
+    /// booleans (any truthy value).
+    pub fn noloadbalance(&self) -> bool {
+        self.tags.get("noloadbalance").is_some_and(json_truthy)
+    }
+
+    /// This replica is listed in `/sync` while synchronous mode is on:
+    /// `Some("quorum_standby")` or `Some("sync_standby")`.
+    pub fn sync_flag(&self) -> Option<&'static str> {
+        let q = self.postgres.query.as_ref()?;
+        if !matches!(q.xlog, Some(Xlog::Replica { .. })) || self.reported_role() != "replica" {
+            return None;
+        }
+        let global = self.global();
+        if !global.is_synchronous_mode() {
+            return None;
+        }
+        let cluster = self.valid_cluster()?;
+        if !cluster.sync.matches(&self.name, false) {
+            return None;
+        }
+        Some(if global.is_quorum_commit_mode() {
+            "quorum_standby"
+        } else {
+            "sync_standby"
+        })
+    }
+
+    /// The `state` field: the in-memory state, except that `running` with a
+    /// failed query reads `unknown`.
+    pub fn reported_state(&self) -> &str {
+        match &self.postgres.query {
+            None if self.postgres.state == "running" => "unknown",
+            _ => &self.postgres.state,
+        }
+    }
+
+    /// The `role` field: from `pg_is_in_recovery` when the query succeeded
+    /// (in a standby cluster a recovering node shows its own role, e.g.
+    /// `standby_leader`), else the in-memory role.
+    pub fn reported_role(&self) -> &str {
+        match self.postgres.query.as_ref().map(|q| &q.xlog) {
+            Some(Some(Xlog::Primary { .. })) => "primary",
+            Some(Some(Xlog::Replica { .. })) => {
+                if self.global().is_standby_cluster() {
+                    &self.postgres.role
+                } else {
+                    "replica"
+                }
+            }
+            _ => &self.postgres.role,
+        }
+    }
+
+    /// `replayed_location` of the body, 0 when absent.
+    pub fn replayed_location(&self) -> i64 {
+        match self.postgres.query.as_ref().and_then(|q| q.xlog.as_ref()) {
+            Some(Xlog::Replica {
+                replayed_location, ..
+            }) => *replayed_location,
+            _ => 0,
+        }
+    }
+
+    /// `received_location` of the body, 0 when absent.
+    pub fn received_location(&self) -> i64 {
+        match self.postgres.query.as_ref().and_then(|q| q.xlog.as_ref()) {
+            Some(Xlog::Replica {
+                received_location, ..
+            }) => *received_location,
+            _ => 0,
+        }
+    }
+
+    /// `latest_end_lsn` of the WAL receiver, 0 when unknown.
+    pub fn latest_end_lsn(&self) -> i64 {
+        self.postgres
+            .query
+            .as_ref()
+            .and_then(|q| q.latest_end_lsn)
+            .unwrap_or(0)
+    }
+
+    /// The primary's position as this node knows it: the larger of the
+    /// `/status` optime (valid view only) and the WAL receiver's
+    /// `latest_end_lsn`.
+    pub fn leader_optime(&self) -> i64 {
+        let optime = self.valid_cluster().map_or(0, |c| c.status.last_lsn);
+        optime.max(self.latest_end_lsn())
+    }
+
+    /// `cluster_unlocked`: no valid view, or nobody holds the leader key.
+    pub fn cluster_unlocked(&self) -> bool {
+        self.valid_cluster().is_none_or(Cluster::is_unlocked)
+    }
+}
+
+/// Patroni's `global_config`: typed reads of the dynamic configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct GlobalView<'a> {
+    data: Option<&'a Map<String, Value>>,
+}
+
+impl GlobalView<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.data.and_then(|d| d.get(key))
+    }
+
+    fn check_mode(&self, key: &str) -> bool {
+        self.get(key)
+            .and_then(|v| crate::config::units::parse_bool(&CfgValue::from_json(v)))
+            .unwrap_or(false)
+    }
+
+    /// `pause` is set.
+    pub fn is_paused(&self) -> bool {
+        self.check_mode("pause")
+    }
+
+    /// `synchronous_mode: quorum`.
+    pub fn is_quorum_commit_mode(&self) -> bool {
+        match self.get("synchronous_mode") {
+            Some(v) => python_str(v).to_lowercase() == "quorum",
+            None => false,
+        }
+    }
+
+    /// Synchronous (or quorum) replication, which a standby cluster never
+    /// uses.
+    pub fn is_synchronous_mode(&self) -> bool {
+        (self.check_mode("synchronous_mode") || self.is_quorum_commit_mode())
+            && !self.is_standby_cluster()
+    }
+
+    /// `standby_cluster` is an object with a host, port or restore_command.
+    pub fn is_standby_cluster(&self) -> bool {
+        match self.get("standby_cluster") {
+            Some(Value::Object(m)) => ["host", "port", "restore_command"]
+                .iter()
+                .any(|k| m.get(*k).is_some_and(json_truthy)),
+            _ => false,
+        }
+    }
+
+    /// `maximum_lag_on_failover`, 1 MiB when unset or invalid.
+    pub fn maximum_lag_on_failover(&self) -> i64 {
+        self.get("maximum_lag_on_failover")
+            .and_then(|v| parse_int(&CfgValue::from_json(v), None))
+            .unwrap_or(1_048_576)
+    }
+}
+
+/// Python truthiness of a JSON value.
+pub(crate) fn json_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Python's `str()` of a JSON scalar (`True`, `None`, `1`), as Patroni
+/// compares configuration values.
+pub(crate) fn python_str(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::String(s) => s.clone(),
+        other => crate::model::json::compact(other),
+    }
+}
+
+/// Hands out the latest [`NodeStatus`]. Readers never block: `current()`
+/// clones an `Arc` out of a `watch` channel, whose lock is only held for
+/// the swap by the publisher.
+#[derive(Debug, Clone)]
+pub struct StatusReader {
+    rx: watch::Receiver<Arc<NodeStatus>>,
+}
+
+impl StatusReader {
+    pub fn current(&self) -> Arc<NodeStatus> {
+        self.rx.borrow().clone()
+    }
+}
+
+/// The HA loop's side: publish a new snapshot after every change.
+#[derive(Debug)]
+pub struct StatusPublisher {
+    tx: watch::Sender<Arc<NodeStatus>>,
+}
+
+impl StatusPublisher {
+    /// Start with `initial`; hand the reader to the API server.
+    pub fn new(initial: NodeStatus) -> (StatusPublisher, StatusReader) {
+        let (tx, rx) = watch::channel(Arc::new(initial));
+        (StatusPublisher { tx }, StatusReader { rx })
+    }
+
+    pub fn publish(&self, status: NodeStatus) {
+        self.tx.send_replace(Arc::new(status));
+    }
+
+    /// A new reader, e.g. for another consumer.
+    pub fn reader(&self) -> StatusReader {
+        StatusReader {
+            rx: self.tx.subscribe(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Cluster;
+
+    fn with_config(config: &str) -> NodeStatus {
+        let mut s = NodeStatus::new("demo", "node2");
+        s.cluster = Some(Arc::new(Cluster::from_nodes([
+            ("config", config, Some(3)),
+            ("leader", "node1", Some(4)),
+            (
+                "sync",
+                r#"{"leader":"node1","sync_standby":"node2"}"#,
+                Some(5),
+            ),
+        ])));
+        s.cluster_valid = true;
+        s.postgres = PostgresView {
+            state: "running".into(),
+            role: "replica".into(),
+            query: Some(PgQuery {
+                xlog: Some(Xlog::Replica {
+                    received_location: 10,
+                    replayed_location: 5,
+                    replayed_timestamp: None,
+                    paused: false,
+                }),
+                ..PgQuery::default()
+            }),
+        };
+        s
+    }
+
+    #[test]
+    fn global_settings_follow_patroni_parsing() {
+        let s = with_config(
+            r#"{"synchronous_mode":"on","maximum_lag_on_failover":"2048","pause":"yes"}"#,
+        );
+        let g = s.global();
+        assert!(g.is_synchronous_mode());
+        assert!(!g.is_quorum_commit_mode());
+        assert!(g.is_paused());
+        assert_eq!(g.maximum_lag_on_failover(), 2048);
+        assert_eq!(s.sync_flag(), Some("sync_standby"));
+
+        let s = with_config(r#"{"synchronous_mode":"QUORUM"}"#);
+        assert_eq!(s.sync_flag(), Some("quorum_standby"));
+        assert_eq!(s.global().maximum_lag_on_failover(), 1_048_576);
+
+        let s = with_config(r#"{"synchronous_mode":true,"standby_cluster":{"host":"h","port":0}}"#);
+        assert!(s.global().is_standby_cluster());
+        assert!(!s.global().is_synchronous_mode());
+        assert_eq!(s.sync_flag(), None);
+    }
+
+    #[test]
+    fn stale_view_counts_as_no_cluster() {
+        let mut s = with_config(r#"{"synchronous_mode":true}"#);
+        assert!(!s.cluster_unlocked());
+        s.cluster_valid = false;
+        assert!(s.cluster_unlocked());
+        assert_eq!(s.sync_flag(), None);
+        // The global settings still come from the last view.
+        assert!(s.global().is_synchronous_mode());
+    }
+
+    #[test]
+    fn unreachable_running_postgres_reads_unknown() {
+        let mut s = with_config("{}");
+        assert_eq!(s.reported_state(), "running");
+        s.postgres.query = None;
+        assert_eq!(s.reported_state(), "unknown");
+        s.postgres.state = "stopped".into();
+        assert_eq!(s.reported_state(), "stopped");
+    }
+
+    #[test]
+    fn reader_sees_latest_publication() {
+        let (publisher, reader) = StatusPublisher::new(NodeStatus::new("demo", "a"));
+        assert_eq!(reader.current().name, "a");
+        publisher.publish(NodeStatus::new("demo", "b"));
+        assert_eq!(reader.current().name, "b");
+        assert_eq!(publisher.reader().current().name, "b");
+    }
+}
