@@ -493,3 +493,30 @@ def mutation_base():
 def test_mutations_agree(data):
     config = data.draw(mutated(mutation_base()))
     compare(config)
+
+
+@st.composite
+def mutated_golden(draw):
+    name = draw(st.sampled_from(GOLDEN_CONFIGS))
+    config = yaml.safe_load((GOLDEN / "configs" / name).read_text())
+    paths = sorted(leaf_paths(config), key=repr)
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        path = draw(st.sampled_from(paths))
+        cur = config
+        for k in path[:-1]:
+            cur = cur.get(k) if isinstance(cur, dict) else None
+        if not isinstance(cur, dict) or path[-1] not in cur:
+            continue
+        if draw(st.booleans()):
+            del cur[path[-1]]
+        else:
+            old = cur[path[-1]]
+            cur[path[-1]] = draw(SCALARS.filter(lambda v: type(v) is not type(old)))
+    return config
+
+
+@settings(max_examples=int(os.environ.get("VALIDATE_EXAMPLES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_golden())
+def test_golden_mutations_agree(config):
+    compare(config)
