@@ -9,5 +9,6 @@
 //! - [`commands`]: the modifying endpoints' validation, and the
 //!   [`commands::ApiCommands`] trait the daemon implements for the actions.
 
+pub mod bodies;
 pub mod health;
 pub mod status;

@@ -71,16 +71,17 @@ pub struct PostgresView {
     pub query: Option<PgQuery>,
 }
 
-/// Patroni's PostgreSQL states, in the frozen order `/metrics` numbers them.
+/// Patroni's PostgreSQL state texts (as shown in `state`), in the frozen
+/// order `/metrics` numbers them.
 pub const POSTGRES_STATES: [&str; 15] = [
-    "initdb",
+    "initializing new cluster",
     "initdb failed",
-    "custom bootstrap",
+    "running custom bootstrap script",
     "custom bootstrap failed",
     "creating replica",
     "running",
     "starting",
-    "bootstrap starting",
+    "starting after custom bootstrap",
     "start failed",
     "restarting",
     "restart failed",
@@ -181,15 +182,12 @@ impl NodeStatus {
         self.cluster.as_deref().filter(|_| self.cluster_valid)
     }
 
-    /// The dynamic configuration the global settings come from.
+    /// The dynamic configuration the global settings come from: the last
+    /// view's, valid or not (Patroni keeps the last good one in memory).
     pub fn global(&self) -> GlobalView<'_> {
-        GlobalView {
-            data: self
-                .cluster
-                .as_deref()
-                .and_then(|c| c.config.as_ref())
-                .filter(|c| c.modify_version.unwrap_or(0) != 0)
-                .map(|c| &c.data),
+        match self.cluster.as_deref() {
+            Some(c) => GlobalView::from_cluster(c),
+            None => GlobalView { data: None },
         }
     }
 
@@ -296,7 +294,18 @@ pub struct GlobalView<'a> {
     data: Option<&'a Map<String, Value>>,
 }
 
-impl GlobalView<'_> {
+impl<'a> GlobalView<'a> {
+    /// The settings of `cluster`; defaults when it has no valid `config`.
+    pub fn from_cluster(cluster: &'a Cluster) -> GlobalView<'a> {
+        GlobalView {
+            data: cluster
+                .config
+                .as_ref()
+                .filter(|c| c.modify_version.unwrap_or(0) != 0)
+                .map(|c| &c.data),
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&Value> {
         self.data.and_then(|d| d.get(key))
     }
