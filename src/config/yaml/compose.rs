@@ -12,11 +12,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle, ScanError, Span, Tag};
 
 use super::indent::{repair, Shifts, MAX_REPAIRS};
 use super::resolve::{resolve_scalar, Implicit};
+use super::tabs::check_tabs;
 use super::YamlError;
 
 pub(super) const TAG_NULL: &str = "tag:yaml.org,2002:null";
@@ -94,6 +96,8 @@ struct Composer<'a> {
     /// Anchor names seen in this document, for PyYAML's duplicate check.
     anchor_names: HashMap<String, (usize, usize)>,
     root: Option<NodeId>,
+    /// Character ranges of quoted and block scalars, for [`check_tabs`].
+    tab_zones: Vec<Range<usize>>,
 }
 
 /// Parse `source` and compose its single document (`None` for an empty
@@ -155,6 +159,7 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
         anchors: HashMap::new(),
         anchor_names: HashMap::new(),
         root: None,
+        tab_zones: Vec::new(),
     };
     let mut parser = Parser::new_from_str(source);
     let mut documents = 0usize;
@@ -205,6 +210,11 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
                         }
                     }
                 };
+                if style != ScalarStyle::Plain {
+                    composer
+                        .tab_zones
+                        .push(span.start.index()..span.end.index());
+                }
                 let mut value = value.into_owned();
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
                     && composer.ends_input_without_line_break(&span)
@@ -237,6 +247,7 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
             }
         }
     }
+    check_tabs(source, &composer.tab_zones)?;
     Ok(Document {
         nodes: composer.nodes,
         root: composer.root,

@@ -72,6 +72,15 @@ pub(super) fn repair(
             vec![line]
         }
         "invalid indentation in quoted scalar" => quoted_continuations(&lines, line, col)?,
+        "tab cannot be used as indentation" => {
+            // Only raised for the leading blanks of a quoted scalar's
+            // continuation line, which are stripped: spaces do the same.
+            let this = lines.get(line - 1)?;
+            let blank = this.len() - this.trim_start_matches([' ', '\t']).len();
+            let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+            out[line - 1] = format!("{}{}", " ".repeat(blank), &this[blank..]);
+            return Some(out.join("\n"));
+        }
         _ => return None,
     };
     let mut out = String::with_capacity(text.len() + pad * targets.len());
@@ -151,6 +160,19 @@ mod tests {
             &mut shifts,
         );
         assert_eq!(fixed.as_deref(), Some("a:\n  b: [x\n        y]\n"));
+    }
+
+    #[test]
+    fn tabs_leading_a_quoted_continuation_become_spaces() {
+        let mut shifts = Shifts::default();
+        let fixed = repair(
+            "a: 'x\n\t y'\n",
+            "tab cannot be used as indentation",
+            2,
+            0,
+            &mut shifts,
+        );
+        assert_eq!(fixed.as_deref(), Some("a: 'x\n  y'\n"));
     }
 
     #[test]

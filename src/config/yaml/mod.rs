@@ -18,8 +18,7 @@
 //! Known differences with PyYAML, all on input no Patroni configuration
 //! would contain: recursive structures (`&a [*a]`) and the `!!binary`,
 //! `!!set`, `!!omap` and `!!pairs` tags are refused; the scanner is a YAML
-//! 1.2 one, so NEL/LS/PS are not line breaks, and some tab placements
-//! PyYAML rejects (e.g. `key:<TAB>value`) are accepted; explicit `!!int`
+//! 1.2 one, so NEL/LS/PS are not line breaks; explicit `!!int`
 //! and `!!float` only accept ASCII digits (Python's `int()` also takes
 //! other Unicode digits); nesting is limited to a few hundred levels.
 
@@ -29,6 +28,7 @@ mod dump;
 mod indent;
 mod resolve;
 mod scalar;
+mod tabs;
 
 use std::fmt;
 

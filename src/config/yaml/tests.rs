@@ -528,3 +528,24 @@ fn nan_keys_are_one_key() {
     assert_eq!(m.len(), 1);
     assert_eq!(m.iter().next().map(|(_, v)| v), Some(&Value::Int(2)));
 }
+
+#[test]
+fn tabs_follow_pyyaml() {
+    for bad in [
+        "a: b\t\n",
+        "a:\tb\n",
+        "a: b\tc\n",
+        "\ta: 1\n",
+        "a: [1,\t2]\n",
+        "- \ta\n",
+    ] {
+        load_err(bad);
+    }
+    assert!(load_err("a: b\t\n").message.contains("'\\t'"));
+    let v = load_ok("a: 'b\tc'\nb: \"\td\"\nc: |\n  e\tf\n# \tcomment\nd: 'x\n\ty'\n");
+    let m = v.as_map().unwrap();
+    assert_eq!(m.get("a"), Some(&s("b\tc")));
+    assert_eq!(m.get("b"), Some(&s("\td")));
+    assert_eq!(m.get("c"), Some(&s("e\tf\n")));
+    assert_eq!(m.get("d"), Some(&s("x y")));
+}
