@@ -64,10 +64,13 @@ mod tests {
         assert!(check_tabs("\t# c\n", &[]).is_err());
         assert!(check_tabs("a: b#\tc\n", &[]).is_err());
         // `'b\tc'` is characters 3..8.
-        assert!(check_tabs("a: 'b\tc'\n", &[3..8]).is_ok());
-        assert!(check_tabs("a: 'b\tc'\t\n", &[3..8]).is_err());
+        let quoted = 3..8;
+        assert!(check_tabs("a: 'b\tc'\n", std::slice::from_ref(&quoted)).is_ok());
+        assert!(check_tabs("a: 'b\tc'\t\n", std::slice::from_ref(&quoted)).is_err());
         // Block scalar content `b\tc\n` at 7..11; the header is outside.
-        assert!(check_tabs("a: |\n  b\tc\n", &[7..11]).is_ok());
-        assert!(check_tabs("a: |\t\n  bc\n", &[8..11]).is_err());
+        let block = 7..11;
+        assert!(check_tabs("a: |\n  b\tc\n", std::slice::from_ref(&block)).is_ok());
+        let block = 8..11;
+        assert!(check_tabs("a: |\t\n  bc\n", std::slice::from_ref(&block)).is_err());
     }
 }
