@@ -138,7 +138,7 @@ def scope():
 @pytest.fixture
 def nodes(etcd, kind, scope):
     """Factories for a Python Patroni DCS and one of ours on this scope."""
-    ours = []
+    ours, theirs = [], []
 
     class Nodes:
         def python(self, name, ttl=30, loop_wait=10, retry_timeout=10):
@@ -149,6 +149,7 @@ def nodes(etcd, kind, scope):
             }
             dcs = get_dcs(config)
             assert type(dcs).__name__ == {"etcd3": "Etcd3", "etcd": "Etcd"}[kind]
+            theirs.append(dcs)
             return dcs
 
         def rust(self, name, ttl=30, loop_wait=10, retry_timeout=10):
@@ -163,6 +164,22 @@ def nodes(etcd, kind, scope):
     yield Nodes()
     for dcs in ours:
         dcs.close()
+    for dcs in theirs:
+        park_python_watcher(dcs)
+
+
+def park_python_watcher(dcs):
+    """Stop a Python Etcd3 object's watch thread from reconnecting forever.
+
+    Patroni's KVCache thread has no stop method (Patroni never needs one);
+    left alone it would log connection errors into other tests once etcd is
+    gone. Its loop calls `_build_cache` again after the stream ends, so we
+    make that call sleep and end the current stream.
+    """
+    cache = getattr(getattr(dcs, "_client", None), "_kv_cache", None)
+    if cache is not None:
+        cache._build_cache = lambda: time.sleep(3600)
+        cache.kill_stream()
 
 
 def eventually(read, check, timeout=5.0):
