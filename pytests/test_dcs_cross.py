@@ -610,6 +610,29 @@ def test_python_leader_expires(nodes, kind):
     assert py.update_leader(cluster, None) is False
 
 
+def test_our_watch_wakes_when_python_releases(nodes, kind):
+    py = nodes.python("py")
+    ours = nodes.rust("rs")
+    assert py.attempt_to_acquire_leader()
+    view = eventually(ours.get_cluster, lambda v: v["leader"] is not None)
+    assert view["leader"]["name"] == "py"
+    # Nothing changes: the watch times out.
+    started = time.monotonic()
+    assert ours.watch(view["leader"]["version"], 1.0) is False
+    assert time.monotonic() - started >= 1.0
+    # Python releases the key 0.5 s into a 10 s watch: we wake at once.
+    timer = threading.Timer(0.5, lambda: py.delete_leader(py.get_cluster().leader))
+    timer.start()
+    started = time.monotonic()
+    woke = ours.watch(view["leader"]["version"], 10.0)
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert woke is True
+    assert 0.4 <= elapsed < 3.0, elapsed
+    assert nodes.raw("leader") is None
+    assert ours.attempt_to_acquire_leader() is True
+
+
 def test_our_leader_keeps_the_key_while_refreshing(nodes, kind):
     ttl = 3
     ours = nodes.rust("rs", ttl=ttl, loop_wait=1, retry_timeout=1)
