@@ -210,7 +210,12 @@ pub(super) fn py_int(text: &str, base: u32) -> Result<PyInt, String> {
         _ => None,
     };
     if let Some(p) = prefix {
-        if digits.len() >= 2 && digits[..2].eq_ignore_ascii_case(p) {
+        // Compare bytes: the text may start with a multi-byte character.
+        if digits
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()))
+        {
             digits = &digits[2..];
         }
     }
@@ -487,7 +492,10 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(&construct_int(text).unwrap(), want, "{text}");
         }
-        for bad in ["", "-", "_", "0b_", "0x", "08", "1.5", "abc", "1:", "0b2"] {
+        for bad in [
+            "", "-", "_", "0b_", "0x", "08", "1.5", "abc", "1:", "0b2", "0\u{e9}", "0x\u{e9}",
+            "\u{e9}",
+        ] {
             assert!(construct_int(bad).is_err(), "{bad:?} should fail");
         }
     }

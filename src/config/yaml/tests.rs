@@ -445,8 +445,28 @@ fn fuzz_never_panics() {
         "@",
         "`",
         "%",
-        "!!int",
+        "!!int ",
         "!<x>",
+        "!!float ",
+        "!!timestamp ",
+        "!!bool ",
+        "!!null ",
+        "!!str ",
+        "!!map ",
+        "!!seq ",
+        "0\u{e9}",
+        "0b",
+        "0o",
+        "+",
+        "1_",
+        ".",
+        "e",
+        "2024-01-0",
+        "9:",
+        " 0x",
+        "<< ",
+        ": *a",
+        "\n  - ",
     ];
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..20_000 {
@@ -456,6 +476,19 @@ fn fuzz_never_panics() {
             text.push_str(PIECES[(rng.next() % PIECES.len() as u64) as usize]);
         }
         let _ = load(&text);
+    }
+    // Explicit tags on random short texts, to reach every constructor.
+    const TAGS: &[&str] = &["!!int", "!!float", "!!bool", "!!timestamp", "!!null", "!"];
+    const CHARS: &[char] = &[
+        '0', '1', '9', 'x', 'b', 'o', '_', ':', '.', '-', '+', 'e', 'é', ' ', 'T', 'Z',
+    ];
+    for _ in 0..20_000 {
+        let tag = TAGS[(rng.next() % TAGS.len() as u64) as usize];
+        let len = (rng.next() % 12) as usize;
+        let text: String = (0..len)
+            .map(|_| CHARS[(rng.next() % CHARS.len() as u64) as usize])
+            .collect();
+        let _ = load(&format!("a: {tag} \"{text}\"\n"));
     }
     for _ in 0..5_000 {
         let len = (rng.next() % 64) as usize;
