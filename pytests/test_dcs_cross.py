@@ -141,9 +141,9 @@ def nodes(etcd, kind, scope):
     ours, theirs = [], []
 
     class Nodes:
-        def python(self, name, ttl=30, loop_wait=10, retry_timeout=10):
+        def python(self, name, ttl=30, loop_wait=10, retry_timeout=10, namespace="/service/"):
             config = {
-                "scope": scope, "name": name, "namespace": "/service/",
+                "scope": scope, "name": name, "namespace": namespace,
                 "ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout,
                 kind: {"hosts": [etcd.endpoint]},
             }
@@ -152,8 +152,8 @@ def nodes(etcd, kind, scope):
             theirs.append(dcs)
             return dcs
 
-        def rust(self, name, ttl=30, loop_wait=10, retry_timeout=10):
-            dcs = patroni_rs.Dcs(kind, [etcd.endpoint], scope, name, namespace="/service/",
+        def rust(self, name, ttl=30, loop_wait=10, retry_timeout=10, namespace="/service/"):
+            dcs = patroni_rs.Dcs(kind, [etcd.endpoint], scope, name, namespace=namespace,
                                  ttl=ttl, retry_timeout=retry_timeout, loop_wait=loop_wait)
             ours.append(dcs)
             return dcs
@@ -422,8 +422,9 @@ def test_python_writes_ours_reads(nodes, kind):
 
 
 def test_config_cas_interplay(nodes, kind):
-    ours = nodes.rust("rs")
-    py = nodes.python("py")
+    # Both normalize the namespace the same way: all three spell /service/.
+    ours = nodes.rust("rs", namespace="//service")
+    py = nodes.python("py", namespace="service")
 
     ours.set_config_value({"step": 1})
     cfg = eventually(py.get_cluster, lambda c: c.config is not None).config
