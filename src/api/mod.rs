@@ -10,5 +10,7 @@
 //!   [`commands::ApiCommands`] trait the daemon implements for the actions.
 
 pub mod bodies;
+pub mod commands;
 pub mod health;
+pub mod http;
 pub mod status;
