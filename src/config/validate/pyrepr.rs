@@ -7,6 +7,8 @@
 //! reproduce the formatting rather than printing JSON.
 
 use crate::config::value::{TimeOfDay, Timestamp, Value};
+use regex::Regex;
+use std::sync::OnceLock;
 
 /// Python `str(value)`.
 pub fn py_str(value: &Value) -> String {
@@ -122,25 +124,26 @@ pub fn str_repr(s: &str) -> String {
     out
 }
 
-/// An approximation of Python's `str.isprintable` without the Unicode
-/// database: control characters, separators other than the ASCII space,
-/// format characters, surrogates and private-use code points are not
-/// printable. Rare scripts' unassigned code points are treated as printable.
+/// Python's `str.isprintable` for one character: false for control,
+/// format, surrogate, private-use and unassigned code points and for
+/// separators other than the ASCII space. The categories come from the
+/// `regex` crate's Unicode tables, which may be a newer Unicode version than
+/// the Python build's (characters assigned since then differ).
 fn is_printable(c: char) -> bool {
-    let n = c as u32;
-    !(n < 0x20
-        || (0x7f..=0xa0).contains(&n)
-        || n == 0xad
-        || n == 0x1680
-        || (0x2000..=0x200f).contains(&n)
-        || (0x2028..=0x202f).contains(&n)
-        || (0x205f..=0x2064).contains(&n)
-        || (0x2066..=0x206f).contains(&n)
-        || n == 0x3000
-        || (0xd800..=0xf8ff).contains(&n)
-        || n == 0xfeff
-        || (0xfff9..=0xfffb).contains(&n)
-        || (0xf0000..=0x10ffff).contains(&n))
+    static NON_PRINTABLE: OnceLock<Option<Regex>> = OnceLock::new();
+    if c == ' ' {
+        return true;
+    }
+    if c.is_ascii() {
+        return !c.is_ascii_control();
+    }
+    let re = NON_PRINTABLE
+        .get_or_init(|| Regex::new(r"^[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$").ok());
+    let mut buf = [0u8; 4];
+    match re {
+        Some(re) => !re.is_match(c.encode_utf8(&mut buf)),
+        None => !c.is_control(),
+    }
 }
 
 /// `str(datetime.date)` / `str(datetime.datetime)`: ISO format with a space.
@@ -224,6 +227,12 @@ mod tests {
         assert_eq!(str_repr("a'b\"c"), "'a\\'b\"c'");
         assert_eq!(str_repr("tab\there\u{7}"), "'tab\\there\\x07'");
         assert_eq!(str_repr("é"), "'é'");
+        assert_eq!(
+            str_repr("\u{a0}\u{2028}\u{200b}\u{feff}"),
+            "'\\xa0\\u2028\\u200b\\ufeff'"
+        );
+        assert_eq!(str_repr("\u{18cd6}\u{e000}"), "'\\U00018cd6\\ue000'");
+        assert_eq!(str_repr("中😀"), "'中😀'");
     }
 
     #[test]
