@@ -8,19 +8,39 @@
 //! borrowed (`saphyr-parser`); the rest is ours and follows PyYAML:
 //!
 //! 1. the whole input is checked for the characters PyYAML's reader refuses
-//!    and for an incompatible `%YAML` directive;
-//! 2. [`compose`] turns events into a node graph and resolves tags
-//!    ([`resolve`] holds the YAML 1.1 implicit resolver);
-//! 3. [`construct`] builds the [`Value`] tree (merge keys, duplicate keys,
-//!    unhashable keys) with [`scalar`] turning scalar text into numbers,
+//!    and for what PyYAML checks at the start of a stream (`%YAML 2.x`, a
+//!    leading `...`);
+//! 2. `compose` turns events into a node graph and resolves tags
+//!    (`resolve` holds the YAML 1.1 implicit resolver), with PyYAML's
+//!    anchor rules (no redefinition, `[A-Za-z0-9_-]` names), its tab rules
+//!    (`tabs`) and its leniency about indentation inside flow collections
+//!    and quoted scalars (`indent`);
+//! 3. `construct` builds the [`Value`] tree (merge keys, duplicate keys,
+//!    unhashable keys) with `scalar` turning scalar text into numbers,
 //!    booleans and timestamps exactly as PyYAML's constructors do.
 //!
+//! [`dump`] is the other direction: `yaml.safe_dump(default_flow_style=False,
+//! allow_unicode=True)`, byte for byte.
+//!
 //! Known differences with PyYAML, all on input no Patroni configuration
-//! would contain: recursive structures (`&a [*a]`) and the `!!binary`,
-//! `!!set`, `!!omap` and `!!pairs` tags are refused; the scanner is a YAML
-//! 1.2 one, so NEL/LS/PS are not line breaks; explicit `!!int`
-//! and `!!float` only accept ASCII digits (Python's `int()` also takes
-//! other Unicode digits); nesting is limited to a few hundred levels.
+//! would contain:
+//! - recursive structures (`&a [*a]`) are refused: a [`Value`] is a tree;
+//! - `!!binary`, `!!set`, `!!omap` and `!!pairs` are refused (bytes, sets
+//!   and lists of tuples are not configuration values);
+//! - NEL, LS and PS (U+0085, U+2028, U+2029) are not line breaks for the
+//!   YAML 1.2 scanner; a lone `\r` is;
+//! - saphyr accepts a few things PyYAML refuses: an empty implicit key
+//!   (`: value`, `- : value`), a root block scalar whose content starts in
+//!   column 0, a tab right after a quoted scalar (`"x"<TAB>`); and refuses a
+//!   few PyYAML accepts: a flow plain scalar ending in a lone `-`
+//!   (`[a -]`), a `\u` escape of a lone surrogate;
+//! - explicit `!!int`/`!!float` only take ASCII digits (Python's `int()`
+//!   also reads other Unicode digits);
+//! - nesting deeper than 400 levels, or aliases expanding to more than two
+//!   million values, are refused (PyYAML hits its recursion limit near 500
+//!   levels and shares aliased objects instead of copying them);
+//! - two timestamp keys for the same instant in different offsets stay two
+//!   keys (Python compares aware datetimes by instant).
 
 mod compose;
 mod construct;
