@@ -15,6 +15,7 @@ What is checked:
 - expiry: a Python leader that stops refreshing loses the key to us.
 """
 import base64
+import copy
 import datetime
 import json
 import os
@@ -251,7 +252,7 @@ def python_view(cluster, kind):
 
 def comparable(view, kind):
     """Our view with the fields `python_view` cannot compare on this kind dropped."""
-    view = json.loads(json.dumps(view))
+    view = copy.deepcopy(view)
     if kind != "etcd3":
         if view["leader"]:
             view["leader"]["version"] = view["leader"]["session"] = None
