@@ -1,0 +1,567 @@
+//! The REST API against captures from a real Patroni 4.1.5 cluster.
+//!
+//! For each node of `etcd3/rest/01-baseline-sync-off` we rebuild the
+//! published snapshot from what the capture shows at that moment (the
+//! node's own `GET /patroni` body, its configuration file, and the DCS dump
+//! `etcd3/dcs/01-baseline-sync-off`, taken in the same second), start our
+//! server on a loopback port, replay every captured request over a raw
+//! socket and compare status line, headers (all but `Date`) and body bytes.
+//! Only `dcs_last_seen` is masked: Patroni refreshed it between requests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use patroni::api::commands::{ApiCommands, PollTiming};
+use patroni::api::http::{ApiServer, ApiSettings};
+use patroni::api::status::{NodeStatus, PgQuery, PostgresView, StatusPublisher, Xlog};
+use patroni::model::{Cluster, Member};
+
+fn golden() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/golden")
+}
+
+fn read_json(path: &PathBuf) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The DCS dump of one label as a cluster snapshot.
+fn dcs_cluster(label: &str) -> Cluster {
+    let index = read_json(&golden().join("etcd3/dcs").join(label).join("index.json"));
+    let keys = index["keys"].as_array().cloned().unwrap_or_default();
+    let owned: Vec<(String, String, Option<i64>)> = keys
+        .iter()
+        .map(|k| {
+            let key = k["key"].as_str().unwrap_or("");
+            let rel = key.strip_prefix("/service/demo/").unwrap_or(key).to_owned();
+            (
+                rel,
+                k["value"].as_str().unwrap_or("").to_owned(),
+                k["mod_revision"].as_i64(),
+            )
+        })
+        .collect();
+    Cluster::from_nodes(owned.iter().map(|(k, v, r)| (k.as_str(), v.as_str(), *r)))
+}
+
+/// A node's YAML configuration as JSON.
+fn node_config(node: &str) -> Value {
+    let path = golden().join(format!("configs/etcd3-{node}.yml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    patroni::config::yaml::load(&text)
+        .ok()
+        .and_then(|v| v.to_json())
+        .unwrap_or(Value::Null)
+}
+
+fn obj(v: &Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// Rebuild the snapshot a node published when the capture was taken.
+fn node_status(folder: &str, node: &str, cluster: &Arc<Cluster>) -> NodeStatus {
+    let index = read_json(&golden().join("etcd3/rest/01-baseline-sync-off/index.json"));
+    let body: Value =
+        serde_json::from_str(index[folder]["/patroni"]["body"].as_str().unwrap_or("{}"))
+            .unwrap_or(Value::Null);
+    let config = node_config(node);
+    let mut s = NodeStatus::new("demo", node);
+    let xlog = match &body["xlog"] {
+        Value::Object(x) if x.contains_key("location") => Some(Xlog::Primary {
+            location: x["location"].as_i64().unwrap_or(0),
+        }),
+        Value::Object(x) => Some(Xlog::Replica {
+            received_location: x["received_location"].as_i64().unwrap_or(0),
+            replayed_location: x["replayed_location"].as_i64().unwrap_or(0),
+            replayed_timestamp: x["replayed_timestamp"].as_str().map(str::to_owned),
+            paused: x["paused"].as_bool().unwrap_or(false),
+        }),
+        _ => None,
+    };
+    s.postgres = PostgresView {
+        state: body["state"].as_str().unwrap_or("").to_owned(),
+        role: body["role"].as_str().unwrap_or("").to_owned(),
+        query: Some(PgQuery {
+            postmaster_start_time: body["postmaster_start_time"].as_str().map(str::to_owned),
+            server_version: body["server_version"].as_i64(),
+            xlog,
+            timeline: body["timeline"].as_i64(),
+            latest_end_lsn: None,
+            replication_state: body["replication_state"].as_str().map(str::to_owned),
+            replication: body["replication"].as_array().cloned(),
+        }),
+    };
+    s.is_leader = cluster.leader.as_ref().is_some_and(|l| l.name == node);
+    s.cluster = Some(cluster.clone());
+    s.cluster_valid = true;
+    s.dcs_last_seen = body["dcs_last_seen"].as_i64().unwrap_or(0);
+    s.tags = obj(&config["tags"]);
+    s.effective_tags = obj(&body["tags"]);
+    s.database_system_identifier = body["database_system_identifier"]
+        .as_str()
+        .map(str::to_owned);
+    s.ttl = 30;
+    s.next_run = now_epoch();
+    s
+}
+
+fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The stand-in for the HA loop in write-endpoint tests: answers from the
+/// golden DCS view and mimics what the captured node did.
+struct FakeHa {
+    cluster: Arc<Cluster>,
+    name: String,
+    server_version: i64,
+    /// After a failover key is written, the DCS shows it cleared (the
+    /// leader rejected a failover to itself).
+    failover_cleared: bool,
+    hang: bool,
+}
+
+#[async_trait]
+impl ApiCommands for FakeHa {
+    async fn get_cluster(&self) -> Result<Arc<Cluster>, String> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(self.cluster.clone())
+    }
+    async fn reload(&self) {}
+    async fn restart(&self, request: &Map<String, Value>) -> Result<(bool, String), String> {
+        let role_ok = request.get("role").and_then(Value::as_str).is_none_or(|r| {
+            r == "primary"
+                && self
+                    .cluster
+                    .leader
+                    .as_ref()
+                    .is_some_and(|l| l.name == self.name)
+        });
+        let version_ok = request
+            .get("postgres_version")
+            .and_then(Value::as_str)
+            .is_none_or(|v| {
+                let parts: Vec<i64> = v.split('.').filter_map(|p| p.parse().ok()).collect();
+                let wanted = parts.first().copied().unwrap_or(0) * 10000
+                    + parts.get(1).copied().unwrap_or(0);
+                self.server_version < wanted
+            });
+        let pending_ok = !request
+            .get("restart_pending")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if role_ok && version_ok && pending_ok {
+            Ok((true, "restarted successfully".into()))
+        } else {
+            Ok((false, "restart conditions are not satisfied".into()))
+        }
+    }
+    async fn schedule_restart(&self, _: &Map<String, Value>) -> bool {
+        true
+    }
+    async fn delete_scheduled_restart(&self) -> bool {
+        false
+    }
+    async fn reinitialize(&self, _: bool, _: bool) -> Option<String> {
+        if self
+            .cluster
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.name == self.name)
+        {
+            Some("I am the leader, can not reinitialize".into())
+        } else {
+            None
+        }
+    }
+    async fn manual_failover(
+        &self,
+        _: Option<&str>,
+        _: Option<&str>,
+        _: Option<&str>,
+        _: Option<i64>,
+    ) -> bool {
+        self.failover_cleared
+    }
+    async fn has_healthy_candidate(&self, members: &[Member]) -> bool {
+        members.iter().any(|m| {
+            !m.tags()
+                .get("nofailover")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        })
+    }
+    async fn set_config(&self, _: &str, _: Option<i64>) -> bool {
+        true
+    }
+    async fn update_failsafe(&self, _: &Map<String, Value>) -> Result<Option<i64>, String> {
+        Ok(None)
+    }
+    async fn mpp_event(&self, _: &Map<String, Value>) {}
+    fn wakeup(&self) {}
+}
+
+struct Running {
+    addr: SocketAddr,
+    publisher: StatusPublisher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(
+    status: NodeStatus,
+    commands: Arc<dyn ApiCommands>,
+    settings: ApiSettings,
+) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    let (publisher, reader) = StatusPublisher::new(status);
+    let server = Arc::new(ApiServer {
+        settings,
+        status: reader,
+        commands,
+    });
+    let task = tokio::spawn(async move {
+        let _ = server.serve(listener).await;
+    });
+    Running {
+        addr,
+        publisher,
+        task,
+    }
+}
+
+fn settings_for(node: &str) -> ApiSettings {
+    let config = node_config(node);
+    let mut s = ApiSettings::new();
+    let auth = &config["restapi"]["authentication"];
+    if let (Some(u), Some(p)) = (auth["username"].as_str(), auth["password"].as_str()) {
+        s.set_auth(u, p);
+    }
+    s.poll = PollTiming {
+        interval: Duration::from_millis(5),
+    };
+    s
+}
+
+async fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    stream
+        .write_all(request)
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut out = Vec::new();
+    stream
+        .read_to_end(&mut out)
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    out
+}
+
+fn request(method: &str, path: &str, headers: &[String], body: Option<&str>) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if let Some(b) = body {
+        r.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    r.push_str("\r\n");
+    if let Some(b) = body {
+        r.push_str(b);
+    }
+    r.into_bytes()
+}
+
+/// Status line, headers without Date, body.
+#[derive(Debug, PartialEq)]
+struct Parsed {
+    status_line: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn parse_response(bytes: &[u8]) -> Parsed {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("").to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| *k != "Date")
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Parsed {
+        status_line,
+        headers,
+        body: mask(body),
+    }
+}
+
+fn expected(entry: &Value) -> Parsed {
+    let headers = entry["headers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|h| Some((h[0].as_str()?.to_owned(), h[1].as_str()?.to_owned())))
+        .filter(|(k, _)| k != "Date")
+        .collect();
+    Parsed {
+        status_line: entry["status_line"].as_str().unwrap_or("").to_owned(),
+        headers,
+        body: mask(entry["body"].as_str().unwrap_or("")),
+    }
+}
+
+/// Replace the `dcs_last_seen` numbers, which Patroni refreshed between
+/// captured requests.
+fn mask(body: &str) -> String {
+    let re = regex::Regex::new(r#"("dcs_last_seen": |patroni_dcs_last_seen\{[^}]*\} )\d+"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    re.replace_all(body, "${1}N").into_owned()
+}
+
+const NODES: [(&str, &str); 3] = [
+    ("leader_node1", "node1"),
+    ("replica_node2", "node2"),
+    ("replica_nofailover_node3", "node3"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_read_endpoints_match_python() {
+    let index = read_json(&golden().join("etcd3/rest/01-baseline-sync-off/index.json"));
+    let cluster = Arc::new(dcs_cluster("01-baseline-sync-off"));
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (folder, node) in NODES {
+        let status = node_status(folder, node, &cluster);
+        let fake = Arc::new(FakeHa {
+            cluster: cluster.clone(),
+            name: node.into(),
+            server_version: 150020,
+            failover_cleared: true,
+            hang: false,
+        });
+        let server = start(status, fake, settings_for(node)).await;
+        let entries = index[folder].as_object().cloned().unwrap_or_default();
+        for (key, entry) in &entries {
+            let (method, path) = match key.split_once(' ') {
+                Some((m, p)) => (m, p),
+                None => ("GET", key.as_str()),
+            };
+            let got = parse_response(&raw(server.addr, &request(method, path, &[], None)).await);
+            let want = expected(entry);
+            checked += 1;
+            if got != want {
+                failures.push(format!(
+                    "{node} {method} {path}:\n  got  {got:?}\n  want {want:?}"
+                ));
+            }
+        }
+        server.task.abort();
+    }
+    assert!(checked >= 150, "only {checked} captured requests found");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_bytes_match_captures() {
+    let base = golden().join("etcd3/rest/01-baseline-sync-off");
+    let cluster = Arc::new(dcs_cluster("01-baseline-sync-off"));
+    let status = node_status("replica_node2", "node2", &cluster);
+    let fake = Arc::new(FakeHa {
+        cluster: cluster.clone(),
+        name: "node2".into(),
+        server_version: 150020,
+        failover_cleared: true,
+        hang: false,
+    });
+    let server = start(status, fake, settings_for("node2")).await;
+    let date = regex::bytes::Regex::new(r"Date: [^\r]*\r\n").unwrap_or_else(|e| panic!("{e}"));
+    let strip = |b: &[u8]| date.replace_all(b, &b"Date: X\r\n"[..]).into_owned();
+    for (file, method, path) in [
+        ("replica_node2/GET_patroni.http", "GET", "/patroni"),
+        ("replica_node2/OPTIONS_replica.http", "OPTIONS", "/replica"),
+        ("replica_node2/HEAD_root.http", "HEAD", "/"),
+        ("replica_node2/GET_liveness.http", "GET", "/liveness"),
+        ("replica_node2/GET_config.http", "GET", "/config"),
+        ("replica_node2/GET_failsafe.http", "GET", "/failsafe"),
+        ("replica_node2/GET_cluster.http", "GET", "/cluster"),
+    ] {
+        let want = std::fs::read(base.join(file)).unwrap_or_default();
+        let got = raw(server.addr, &request(method, path, &[], None)).await;
+        assert_eq!(
+            String::from_utf8_lossy(&strip(&got)),
+            String::from_utf8_lossy(&strip(&want)),
+            "{file}"
+        );
+    }
+    // An unparsable request line: the bare HTML page, as captured.
+    let want = std::fs::read(golden().join("etcd3/extra/framing/garbage_request_line.http"))
+        .unwrap_or_default();
+    assert_eq!(raw(server.addr, b"GARBAGE\r\n\r\n").await, want);
+    // POST without Content-Length where a body is required.
+    let want =
+        std::fs::read(golden().join("etcd3/extra/framing/POST_switchover_no_content_length.http"))
+            .unwrap_or_default();
+    let auth = "Authorization: Basic cGF0cm9uaTpyZXN0LXNlY3JldA==".to_owned();
+    let got = raw(server.addr, &request("POST", "/switchover", &[auth], None)).await;
+    assert_eq!(
+        String::from_utf8_lossy(&strip(&got)),
+        String::from_utf8_lossy(&strip(&want))
+    );
+    server.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_endpoint_errors_match_python() {
+    let index = read_json(
+        &golden().join("etcd3/rest/01-baseline-sync-off/write_endpoints_errors/index.json"),
+    );
+    let cluster = Arc::new(dcs_cluster("01-baseline-sync-off"));
+    let mut servers: HashMap<i64, Running> = HashMap::new();
+    for (port, folder, node) in [
+        (18008, "leader_node1", "node1"),
+        (18009, "replica_node2", "node2"),
+    ] {
+        let fake = Arc::new(FakeHa {
+            cluster: cluster.clone(),
+            name: node.into(),
+            server_version: 150020,
+            failover_cleared: true,
+            hang: false,
+        });
+        let status = node_status(folder, node, &cluster);
+        servers.insert(port, start(status, fake, settings_for(node)).await);
+    }
+    let mut failures = Vec::new();
+    let cases = index.as_object().cloned().unwrap_or_default();
+    for (name, case) in &cases {
+        let req = &case["request"];
+        let Some(server) = servers.get(&req["port"].as_i64().unwrap_or(0)) else {
+            failures.push(format!("{name}: no server for port"));
+            continue;
+        };
+        let mut headers = Vec::new();
+        if req["auth"].as_bool() == Some(true) {
+            headers.push("Authorization: Basic cGF0cm9uaTpyZXN0LXNlY3JldA==".to_owned());
+        }
+        for h in req["extra_headers"].as_array().cloned().unwrap_or_default() {
+            headers.push(h.as_str().unwrap_or("").to_owned());
+        }
+        let body = match &req["body"] {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        let bytes = request(
+            req["method"].as_str().unwrap_or(""),
+            req["path"].as_str().unwrap_or(""),
+            &headers,
+            body.as_deref(),
+        );
+        let got = parse_response(&raw(server.addr, &bytes).await);
+        let want = expected(case);
+        if got != want {
+            failures.push(format!("{name}:\n  got  {got:?}\n  want {want:?}"));
+        }
+    }
+    assert!(cases.len() >= 25, "only {} cases", cases.len());
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    for s in servers.values() {
+        s.task.abort();
+    }
+}
+
+/// Health checks never wait on the DCS or PostgreSQL: with the DCS hanging
+/// (every `get_cluster` pends forever, a switchover request stuck on it)
+/// and no snapshot published for a long time, GETs answer at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_do_not_wait_for_a_stuck_publisher() {
+    let cluster = Arc::new(dcs_cluster("01-baseline-sync-off"));
+    let status = node_status("replica_node2", "node2", &cluster);
+    let fake = Arc::new(FakeHa {
+        cluster: cluster.clone(),
+        name: "node2".into(),
+        server_version: 150020,
+        failover_cleared: true,
+        hang: true,
+    });
+    let server = start(status, fake, settings_for("node2")).await;
+    // A modifying request stuck on the hanging DCS.
+    let stuck_addr = server.addr;
+    let stuck = tokio::spawn(async move {
+        let auth = "Authorization: Basic cGF0cm9uaTpyZXN0LXNlY3JldA==".to_owned();
+        raw(
+            stuck_addr,
+            &request(
+                "POST",
+                "/switchover",
+                &[auth],
+                Some(r#"{"leader": "node1", "candidate": "node2"}"#),
+            ),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for (method, path, status_line) in [
+        ("GET", "/replica", "HTTP/1.0 200 OK"),
+        ("OPTIONS", "/primary", "HTTP/1.0 503 Service Unavailable"),
+        ("GET", "/readiness", "HTTP/1.0 200 OK"),
+        ("GET", "/liveness", "HTTP/1.0 200 OK"),
+        ("GET", "/patroni", "HTTP/1.0 200 OK"),
+        ("GET", "/cluster", "HTTP/1.0 200 OK"),
+        ("GET", "/metrics", "HTTP/1.0 200 OK"),
+    ] {
+        let started = Instant::now();
+        let got = parse_response(&raw(server.addr, &request(method, path, &[], None)).await);
+        let took = started.elapsed();
+        assert_eq!(got.status_line, status_line, "{method} {path}");
+        assert!(
+            took < Duration::from_millis(500),
+            "{method} {path} took {took:?}"
+        );
+    }
+    // A newly published snapshot is seen by the next request.
+    let mut demoted = node_status("replica_node2", "node2", &cluster);
+    demoted.postgres.state = "stopped".into();
+    server.publisher.publish(demoted);
+    let got = parse_response(&raw(server.addr, &request("GET", "/health", &[], None)).await);
+    assert_eq!(got.status_line, "HTTP/1.0 503 Service Unavailable");
+    assert!(!stuck.is_finished());
+    stuck.abort();
+    server.task.abort();
+}
