@@ -533,3 +533,36 @@ def mutated_golden(draw):
 @given(mutated_golden())
 def test_golden_mutations_agree(config):
     compare(config)
+
+
+# ---------------------------------------------------------------- the CLI
+
+PY_PATRONI = os.path.join(os.path.dirname(os.path.realpath(__import__("sys").executable)), "patroni")
+
+
+def run_cli(cmd, path, *flags):
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONI_")}
+    p = subprocess.run([str(cmd), "--validate-config", *flags, str(path)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    return p.returncode, p.stderr
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_cli_matches_python(binary, golden, workdir, ignore):
+    flags = ["--ignore-listen-port"] if ignore else []
+    probe = os.path.join(workdir, "probe.yml")
+    with open(probe, "w") as f:
+        f.write("scope: x\n")
+    if run_cli(binary, probe) == (0, ""):
+        pytest.skip("our patroni binary does not run the validator yet")
+    files = [golden / "configs" / name for name in GOLDEN_CONFIGS] + [probe]
+    for i, (path, value, delete) in enumerate(BROKEN[:40]):
+        if has_dates(value):
+            continue
+        p = os.path.join(workdir, f"broken{i}.yml")
+        with open(p, "w") as f:
+            yaml.safe_dump(patched(base_config(workdir), path, value, delete), f, sort_keys=False)
+        files.append(p)
+    for path in files:
+        assert run_cli(binary, path, *flags) == run_cli(PY_PATRONI, path, *flags), path
