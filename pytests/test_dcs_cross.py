@@ -695,3 +695,21 @@ def test_unreachable_is_reported(kind):
     dcs.close()
     with pytest.raises(RuntimeError):
         dcs.get_cluster()
+
+
+def test_bridge_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="unknown DCS kind"):
+        patroni_rs.Dcs("zookeeper", ["127.0.0.1:2181"], "s", "n")
+    with pytest.raises(ValueError, match="hosts"):
+        patroni_rs.Dcs("etcd", [], "s", "n")
+    with pytest.raises(ValueError, match="ttl"):
+        patroni_rs.Dcs("etcd3", ["127.0.0.1:1"], "s", "n", ttl=0)
+    dcs = patroni_rs.Dcs("etcd3", ["127.0.0.1:1"], "s", "n")
+    # Values are checked before any network call.
+    with pytest.raises(ValueError, match="timeline and LSN"):
+        dcs.set_history_value([[1]])
+    with pytest.raises(TypeError, match="keys must be str"):
+        dcs.set_config_value({1: 2})
+    with pytest.raises(ValueError, match="NaN"):
+        dcs.write_failsafe({"a": float("nan")})
+    dcs.close()
