@@ -35,7 +35,12 @@ fn read_json(path: &PathBuf) -> Value {
 
 /// The DCS dump of one label as a cluster snapshot.
 fn dcs_cluster(label: &str) -> Cluster {
-    let index = read_json(&golden().join("etcd3/dcs").join(label).join("index.json"));
+    dcs_cluster_at(&format!("etcd3/dcs/{label}"))
+}
+
+/// A DCS dump folder (relative to the golden root) as a cluster snapshot.
+fn dcs_cluster_at(dir: &str) -> Cluster {
+    let index = read_json(&golden().join(dir).join("index.json"));
     let keys = index["keys"].as_array().cloned().unwrap_or_default();
     let owned: Vec<(String, String, Option<i64>)> = keys
         .iter()
@@ -68,7 +73,11 @@ fn obj(v: &Value) -> Map<String, Value> {
 
 /// Rebuild the snapshot a node published when the capture was taken.
 fn node_status(folder: &str, node: &str, cluster: &Arc<Cluster>) -> NodeStatus {
-    let index = read_json(&golden().join("etcd3/rest/01-baseline-sync-off/index.json"));
+    node_status_at("01-baseline-sync-off", folder, node, cluster)
+}
+
+fn node_status_at(label: &str, folder: &str, node: &str, cluster: &Arc<Cluster>) -> NodeStatus {
+    let index = read_json(&golden().join("etcd3/rest").join(label).join("index.json"));
     let body: Value =
         serde_json::from_str(index[folder]["/patroni"]["body"].as_str().unwrap_or("{}"))
             .unwrap_or(Value::Null);
@@ -344,20 +353,34 @@ fn mask(body: &str) -> String {
     re.replace_all(body, "${1}N").into_owned()
 }
 
-const NODES: [(&str, &str); 3] = [
-    ("leader_node1", "node1"),
-    ("replica_node2", "node2"),
-    ("replica_nofailover_node3", "node3"),
-];
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baseline_read_endpoints_match_python() {
-    let index = read_json(&golden().join("etcd3/rest/01-baseline-sync-off/index.json"));
-    let cluster = Arc::new(dcs_cluster("01-baseline-sync-off"));
+/// Replay every captured request of one REST label against our server.
+/// `dcs_label` is the DCS dump taken at the same moment; the `config` key
+/// is taken from the label's own `GET /config` capture when they differ.
+async fn replay_label(label: &str, dcs_dir: &str) -> (usize, Vec<String>) {
+    let index = read_json(&golden().join("etcd3/rest").join(label).join("index.json"));
+    let mut cluster = dcs_cluster_at(dcs_dir);
+    let folders: Vec<String> = index
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Some(first) = folders.first() {
+        if let Ok(Value::Object(config)) =
+            serde_json::from_str::<Value>(index[first]["/config"]["body"].as_str().unwrap_or(""))
+        {
+            if let Some(c) = cluster.config.as_mut() {
+                c.data = config;
+            }
+        }
+    }
+    let cluster = Arc::new(cluster);
     let mut failures = Vec::new();
     let mut checked = 0;
-    for (folder, node) in NODES {
-        let status = node_status(folder, node, &cluster);
+    for folder in &folders {
+        let node = folder
+            .split('_')
+            .find(|p| p.starts_with("node"))
+            .unwrap_or("");
+        let status = node_status_at(label, folder, node, &cluster);
         let fake = Arc::new(FakeHa {
             cluster: cluster.clone(),
             name: node.into(),
@@ -377,18 +400,55 @@ async fn baseline_read_endpoints_match_python() {
             checked += 1;
             if got != want {
                 failures.push(format!(
-                    "{node} {method} {path}:\n  got  {got:?}\n  want {want:?}"
+                    "{label} {node} {method} {path}:\n  got  {got:?}\n  want {want:?}"
                 ));
             }
         }
         server.task.abort();
     }
+    (checked, failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_read_endpoints_match_python() {
+    let (checked, failures) =
+        replay_label("01-baseline-sync-off", "etcd3/dcs/01-baseline-sync-off").await;
     assert!(checked >= 150, "only {checked} captured requests found");
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_labels_match_python() {
+    let mut all = Vec::new();
+    for (label, dcs) in [
+        // No dump was taken with this label; the pause transition's
+        // "after" dump is the same moment.
+        ("02-paused", "etcd3/transitions/03-pause/dcs_after"),
+        ("03-sync-mode-on", "etcd3/dcs/03-sync-mode-on"),
+        ("04-sync-mode-quorum", "etcd3/dcs/04-sync-mode-quorum"),
+        (
+            "05-quorum-two-candidates",
+            "etcd3/dcs/05-quorum-two-candidates",
+        ),
+        ("06-failsafe-on", "etcd3/dcs/06-failsafe-on"),
+    ] {
+        let (checked, failures) = replay_label(label, dcs).await;
+        assert!(
+            checked >= 150,
+            "{label}: only {checked} captured requests found"
+        );
+        all.extend(failures);
+    }
+    assert!(
+        all.is_empty(),
+        "{} mismatches:\n{}",
+        all.len(),
+        all.join("\n")
     );
 }
 
