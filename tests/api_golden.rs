@@ -81,6 +81,12 @@ fn node_status_at(label: &str, folder: &str, node: &str, cluster: &Arc<Cluster>)
     let body: Value =
         serde_json::from_str(index[folder]["/patroni"]["body"].as_str().unwrap_or("{}"))
             .unwrap_or(Value::Null);
+    status_from_body(&body, node, cluster)
+}
+
+/// The snapshot behind a captured `/patroni` body. A body without `xlog`
+/// means the status query failed (PostgreSQL down).
+fn status_from_body(body: &Value, node: &str, cluster: &Arc<Cluster>) -> NodeStatus {
     let config = node_config(node);
     let mut s = NodeStatus::new("demo", node);
     let xlog = match &body["xlog"] {
@@ -98,7 +104,7 @@ fn node_status_at(label: &str, folder: &str, node: &str, cluster: &Arc<Cluster>)
     s.postgres = PostgresView {
         state: body["state"].as_str().unwrap_or("").to_owned(),
         role: body["role"].as_str().unwrap_or("").to_owned(),
-        query: Some(PgQuery {
+        query: body.get("xlog").map(|_| PgQuery {
             postmaster_start_time: body["postmaster_start_time"].as_str().map(str::to_owned),
             server_version: body["server_version"].as_i64(),
             xlog,
@@ -623,5 +629,151 @@ async fn health_checks_do_not_wait_for_a_stuck_publisher() {
     assert_eq!(got.status_line, "HTTP/1.0 503 Service Unavailable");
     assert!(!stuck.is_finished());
     stuck.abort();
+    server.task.abort();
+}
+
+/// `GET_read-only__lag-1MB_AND_mode-write_node2.http` -> `/read-only?lag=1MB&mode=write`.
+fn request_of_file(stem: &str) -> (String, String) {
+    let (method, rest) = stem.split_once('_').unwrap_or(("GET", stem));
+    let (path, query) = rest.split_once("__").unwrap_or((rest, ""));
+    let path = if path == "root" {
+        "/".to_owned()
+    } else {
+        format!("/{path}")
+    };
+    if query.is_empty() {
+        return (method.to_owned(), path);
+    }
+    let query: Vec<String> = query
+        .split("_AND_")
+        .map(|kv| kv.replacen('-', "=", 1))
+        .collect();
+    (method.to_owned(), format!("{path}?{}", query.join("&")))
+}
+
+/// Replay every `*_<node>.http` capture of an `extra/` folder.
+async fn replay_extra(dir: &str, node: &str) -> (usize, Vec<String>) {
+    let base = golden().join("etcd3/extra").join(dir);
+    let cluster = Arc::new(dcs_cluster_at(&format!("etcd3/extra/{dir}/dcs")));
+    let patroni = std::fs::read(base.join(format!("GET_patroni_{node}.http"))).unwrap_or_default();
+    let body: Value = serde_json::from_str(&parse_raw(&patroni).2).unwrap_or(Value::Null);
+    let status = status_from_body(&body, node, &cluster);
+    let fake = Arc::new(FakeHa {
+        cluster: cluster.clone(),
+        name: node.into(),
+        server_version: 150020,
+        failover_cleared: true,
+        hang: false,
+    });
+    let server = start(status, fake, settings_for(node)).await;
+    let mut files: Vec<String> = std::fs::read_dir(&base)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let suffix = format!("_{node}.http");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in files.iter().filter(|f| f.ends_with(&suffix)) {
+        let stem = &file[..file.len() - suffix.len()];
+        let (method, path) = request_of_file(stem);
+        let want = parse_response(&std::fs::read(base.join(file)).unwrap_or_default());
+        let got = parse_response(&raw(server.addr, &request(&method, &path, &[], None)).await);
+        checked += 1;
+        if got != want {
+            failures.push(format!(
+                "{dir} {method} {path}:\n  got  {got:?}\n  want {want:?}"
+            ));
+        }
+    }
+    server.task.abort();
+    (checked, failures)
+}
+
+/// Status line, headers and body of raw response bytes.
+fn parse_raw(bytes: &[u8]) -> (String, String, String) {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (line.to_owned(), headers.to_owned(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_paused_replay_and_stopped_postgres_match_python() {
+    let mut all = Vec::new();
+    for (dir, node, min) in [
+        ("replica-replay-paused-lagging", "node2", 12),
+        ("paused-replica-postgres-stopped", "node3", 8),
+    ] {
+        let (checked, failures) = replay_extra(dir, node).await;
+        assert_eq!(checked, min, "{dir}");
+        all.extend(failures);
+    }
+    assert!(
+        all.is_empty(),
+        "{} mismatches:\n{}",
+        all.len(),
+        all.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_tokens_and_extra_headers() {
+    let base = golden().join("etcd3/extra/server_tokens_minimal_and_extra_headers");
+    let cluster = Arc::new(dcs_cluster("06-failsafe-on"));
+    let status = node_status_at(
+        "06-failsafe-on",
+        "replica_nofailover_node3",
+        "node3",
+        &cluster,
+    );
+    let fake = Arc::new(FakeHa {
+        cluster: cluster.clone(),
+        name: "node3".into(),
+        server_version: 150020,
+        failover_cleared: true,
+        hang: false,
+    });
+    let mut settings = settings_for("node3");
+    settings.set_server_tokens("Minimal");
+    settings.extra_headers = vec![
+        ("X-Frame-Options".into(), "SAMEORIGIN".into()),
+        ("X-Test".into(), "one".into()),
+    ];
+    let server = start(status, fake, settings).await;
+    let auth = "Authorization: Basic cGF0cm9uaTpyZXN0LXNlY3JldA==".to_owned();
+    for (file, method, path, headers, body, compare_body) in [
+        ("GET_config.http", "GET", "/config", vec![], None, false),
+        ("GET_patroni.http", "GET", "/patroni", vec![], None, false),
+        ("GET_metrics.http", "GET", "/metrics", vec![], None, false),
+        ("GET_liveness.http", "GET", "/liveness", vec![], None, true),
+        (
+            "OPTIONS_replica.http",
+            "OPTIONS",
+            "/replica",
+            vec![],
+            None,
+            true,
+        ),
+        ("POST_reload.http", "POST", "/reload", vec![], None, true),
+        (
+            "POST_switchover.http",
+            "POST",
+            "/switchover",
+            vec![auth.clone()],
+            Some("{}"),
+            true,
+        ),
+    ] {
+        let want = parse_response(&std::fs::read(base.join(file)).unwrap_or_default());
+        let got = parse_response(&raw(server.addr, &request(method, path, &headers, body)).await);
+        assert_eq!(got.status_line, want.status_line, "{file}");
+        assert_eq!(got.headers, want.headers, "{file}");
+        if compare_body {
+            assert_eq!(got.body, want.body, "{file}");
+        }
+    }
     server.task.abort();
 }
