@@ -13,6 +13,8 @@ import datetime
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -537,11 +539,10 @@ def test_golden_mutations_agree(config):
 
 # ---------------------------------------------------------------- the CLI
 
-PY_PATRONI = os.path.join(os.path.dirname(os.path.realpath(__import__("sys").executable)), "patroni")
+PY_PATRONI = os.path.join(sys.prefix, "bin", "patroni")
 
 
 def run_cli(cmd, path, *flags):
-    import subprocess
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONI_")}
     p = subprocess.run([str(cmd), "--validate-config", *flags, str(path)], capture_output=True, text=True,
                        env=env, timeout=120)
