@@ -558,7 +558,7 @@ def test_cli_matches_python(binary, golden, workdir, ignore):
     if run_cli(binary, probe) == (0, ""):
         pytest.skip("our patroni binary does not run the validator yet")
     files = [golden / "configs" / name for name in GOLDEN_CONFIGS] + [probe]
-    for i, (path, value, delete) in enumerate(BROKEN[:40]):
+    for i, (path, value, delete) in enumerate(BROKEN[::12]):  # a sample: each run starts Python
         if has_dates(value):
             continue
         p = os.path.join(workdir, f"broken{i}.yml")
