@@ -215,6 +215,22 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
                         .tab_zones
                         .push(span.start.index()..span.end.index());
                 }
+                let bare_empty = value.is_empty() && anchor == 0 && tag == TAG_NULL;
+                if bare_empty && composer.expects_key() && composer.is_implicit_empty_key(&span) {
+                    return Err(Failure::Other(error_at(
+                        &span.start,
+                        "expected a key before ':' (an empty key needs an explicit '?')",
+                    )));
+                }
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+                    && composer.stack.is_empty()
+                    && composer.starts_in_column_zero(&span)
+                {
+                    return Err(Failure::Other(error_at(
+                        &span.start,
+                        "the content of a top-level block scalar must be indented",
+                    )));
+                }
                 let mut value = value.into_owned();
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
                     && composer.ends_input_without_line_break(&span)
@@ -279,6 +295,42 @@ fn implicit_tag(value: &str) -> &'static str {
     }
 }
 
+/// `line` without a trailing `# comment` (a `#` at the start of the line
+/// or after a blank). Quotes are not tracked: this only looks for a `?`
+/// indicator, which a quoted scalar cannot end a line with anyway.
+fn strip_comment(line: &str) -> &str {
+    let mut previous_blank = true;
+    for (i, c) in line.char_indices() {
+        if c == '#' && previous_blank {
+            return &line[..i];
+        }
+        previous_blank = c == ' ' || c == '\t';
+    }
+    line
+}
+
+/// Whether `line` holds only node properties (tags, anchors) and blanks.
+fn is_properties_only(line: &str) -> bool {
+    let mut words = line.split_whitespace().peekable();
+    words.peek().is_some() && words.all(|w| w.starts_with(['!', '&']))
+}
+
+/// Whether `line` is `[properties] |` or `>` with its indicators and an
+/// optional comment: a block scalar header, not content.
+fn is_block_header(line: &str) -> bool {
+    let mut words = line
+        .split_whitespace()
+        .skip_while(|w| w.starts_with(['!', '&']));
+    let Some(indicator) = words.next() else {
+        return false;
+    };
+    let valid = indicator.starts_with(['|', '>'])
+        && indicator[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '+' || c == '-');
+    valid && words.next().is_none_or(|w| w.starts_with('#'))
+}
+
 /// Characters PyYAML accepts in anchor and alias names.
 fn is_pyyaml_anchor_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
@@ -335,6 +387,66 @@ impl Composer<'_> {
             },
         }
         Ok(())
+    }
+
+    /// Whether the first non-blank line of a block scalar's content starts
+    /// in column 0. PyYAML wants a top-level block scalar indented by at
+    /// least one space; YAML 1.2 does not.
+    fn starts_in_column_zero(&mut self, span: &Span) -> bool {
+        if span.start.col() != 0 {
+            return false;
+        }
+        let (Some(start), Some(end)) = (
+            self.char_to_byte(span.start.index()),
+            self.char_to_byte(span.end.index())
+                .or(Some(self.source.len())),
+        ) else {
+            return false;
+        };
+        let mut lines = self.source[start..end.max(start)].lines().peekable();
+        // With properties or no content the span starts at the header
+        // (properties may sit on lines of their own before it).
+        while lines.peek().is_some_and(|l| is_properties_only(l)) {
+            lines.next();
+        }
+        if lines.peek().is_some_and(|l| is_block_header(l)) {
+            lines.next();
+        }
+        lines
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| !l.starts_with([' ', '\t']))
+    }
+
+    /// Whether the next node attached is a mapping key.
+    fn expects_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Open::Map(_, None)))
+    }
+
+    /// saphyr reads `: value` with nothing before the `:` as a mapping
+    /// with an empty key; PyYAML only accepts an empty key after an
+    /// explicit `?`. `span` is the empty key's, positioned on the `:`.
+    fn is_implicit_empty_key(&mut self, span: &Span) -> bool {
+        let Some(at) = self.char_to_byte(span.start.index()) else {
+            return false;
+        };
+        if !self.source[at..].starts_with(':') {
+            return false;
+        }
+        // The last significant character before the `:`, skipping blanks
+        // and comments on earlier lines.
+        let before = &self.source[..at];
+        let mut lines = before.rsplit('\n');
+        let mut first = true;
+        let previous = lines.find_map(|line| {
+            let line = if first {
+                first = false;
+                line
+            } else {
+                strip_comment(line)
+            };
+            line.trim_end().chars().last()
+        });
+        previous != Some('?')
     }
 
     /// Whether `span` reaches the end of an input whose last line has no

@@ -65,8 +65,7 @@ pub(super) fn repair(
             // opened on an earlier line, so the whole line is flow content
             // whose leading spaces mean nothing. A document marker there
             // is an error for PyYAML too, keep it visible.
-            let this = lines.get(line - 1)?;
-            if this.starts_with("---") || this.starts_with("...") {
+            if is_document_marker(lines.get(line - 1)?) {
                 return None;
             }
             vec![line]
@@ -97,6 +96,16 @@ pub(super) fn repair(
     Some(out)
 }
 
+/// `---` or `...` followed by a blank or the end of the line: a document
+/// marker, which PyYAML refuses inside flow content and quoted scalars.
+fn is_document_marker(line: &str) -> bool {
+    (line.starts_with("---") || line.starts_with("..."))
+        && line[3..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == ' ' || c == '\t')
+}
+
 /// The continuation lines (1-based) of the quoted scalar that starts at
 /// `line`/`col`. Lines starting with a document marker are left alone:
 /// PyYAML refuses those inside a quoted scalar too.
@@ -119,7 +128,7 @@ fn quoted_continuations(lines: &[&str], line: usize, col: usize) -> Option<Vec<u
         }
         current += 1;
         let next = lines.get(current - 1)?;
-        if next.starts_with("---") || next.starts_with("...") {
+        if is_document_marker(next) {
             return None;
         }
         out.push(current);
@@ -149,7 +158,8 @@ mod tests {
     #[test]
     fn markers_and_other_errors_are_left_alone() {
         let mut shifts = Shifts::default();
-        assert!(repair("a: [1,\n---]\n", "invalid indentation", 2, 0, &mut shifts).is_none());
+        assert!(repair("a: [1,\n--- ]\n", "invalid indentation", 2, 0, &mut shifts).is_none());
+        assert!(repair("a: [1,\n---]\n", "invalid indentation", 2, 0, &mut shifts).is_some());
         assert!(repair("a: [1,\n2]\n", "some other error", 2, 0, &mut shifts).is_none());
         assert!(repair("a: [1,\r\n2]\n", "invalid indentation", 2, 0, &mut shifts).is_none());
         let fixed = repair(
@@ -201,5 +211,15 @@ mod tests {
             &mut shifts
         )
         .is_none());
+        // `...y` is content, not a document marker.
+        let text = "a:\n  b: 'x\n...y'";
+        let fixed = repair(
+            text,
+            "invalid indentation in quoted scalar",
+            2,
+            5,
+            &mut shifts,
+        );
+        assert!(fixed.is_some());
     }
 }

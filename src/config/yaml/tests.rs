@@ -582,3 +582,40 @@ fn tabs_follow_pyyaml() {
     assert_eq!(m.get("c"), Some(&s("e\tf\n")));
     assert_eq!(m.get("d"), Some(&s("x y")));
 }
+
+#[test]
+fn empty_keys_need_an_explicit_question_mark() {
+    for bad in [
+        ": v\n",
+        "- : v\n",
+        "a:\n  : v\n",
+        "{: v}",
+        "[: v]",
+        "{a: 1, : 2}",
+    ] {
+        assert!(load_err(bad).message.contains("empty key"), "{bad:?}");
+    }
+    for good in [
+        "? \n: v\n",
+        "?\n: v\n",
+        "? # c\n: v\n",
+        "{? : v}",
+        "&x : v\n",
+    ] {
+        let v = load_ok(good);
+        assert_eq!(keys(&v), vec![Value::Null], "{good:?}");
+    }
+    assert_eq!(keys(&load_ok("!!str : v\n")), vec![s("")]);
+}
+
+#[test]
+fn top_level_block_scalars_must_be_indented() {
+    for bad in ["|\nabc\n", "--- |\nabc\n", ">\n\nabc\n"] {
+        assert!(load_err(bad).message.contains("indented"), "{bad:?}");
+    }
+    assert_eq!(load_ok("--- |\n  abc\n"), s("abc\n"));
+    assert_eq!(load_ok("|\n\n  x\n"), s("\nx\n"));
+    assert_eq!(load_ok("|\n"), s(""));
+    assert_eq!(load_ok("&b\n>\n"), s(""));
+    assert_eq!(load_ok("!!str &c\n|\n  x\n"), s("x\n"));
+}
