@@ -29,11 +29,12 @@
 //!   and lists of tuples are not configuration values);
 //! - NEL, LS and PS (U+0085, U+2028, U+2029) are not line breaks for the
 //!   YAML 1.2 scanner; a lone `\r` is;
-//! - saphyr accepts a few things PyYAML refuses: an empty implicit key
-//!   (`: value`, `- : value`), a root block scalar whose content starts in
-//!   column 0, a tab right after a quoted scalar (`"x"<TAB>`); and refuses a
-//!   few PyYAML accepts: a flow plain scalar ending in a lone `-`
-//!   (`[a -]`), a `\u` escape of a lone surrogate;
+//! - saphyr accepts a few things PyYAML refuses: a `?` inside a plain
+//!   scalar in a flow collection (`[a?b]`), a plain scalar starting with
+//!   `>` or `|` in a flow collection, a tab right after a quoted scalar
+//!   (`"x"<TAB>`); and refuses a few PyYAML accepts: a flow plain scalar
+//!   ending in a lone `-` (`[a -]`), `[? : v]`, a `\u` escape of a lone
+//!   surrogate, a block scalar header alone on the last line (`-\n|`);
 //! - explicit `!!int`/`!!float` only take ASCII digits (Python's `int()`
 //!   also reads other Unicode digits);
 //! - nesting deeper than 400 levels, or aliases expanding to more than two
