@@ -21,9 +21,10 @@
 //! - The request head (line + headers) must arrive within
 //!   [`Limits::header_timeout`] and fit in [`Limits::max_head`] bytes; a
 //!   body (only read when `Content-Length` is sent) must fit in
-//!   [`Limits::max_body`] and arrive within the same timeout. A slow or
-//!   oversized client gets its connection closed (oversized: a 413/431
-//!   error page) instead of holding a task forever.
+//!   [`Limits::max_body`] and arrive within the same timeout. A slow client
+//!   has its connection closed without a reply; an oversized request gets
+//!   a 414 (request line), 431 (headers) or 413 (body) error page. Either
+//!   way no task is held forever.
 //! - At most [`Limits::max_connections`] connections are served at once;
 //!   further ones wait in the kernel backlog.
 //!
@@ -463,10 +464,21 @@ async fn read_request(
     let mut chunk = [0u8; 4096];
     let head_len = loop {
         if let Some(end) = find_head_end(&buf) {
+            if end > limits.max_head {
+                return Ok(Incoming::Reject(oversized_head(
+                    &buf,
+                    limits.max_head,
+                    server,
+                )));
+            }
             break end;
         }
         if buf.len() > limits.max_head {
-            return Ok(Incoming::Reject(oversized_head(&buf, server)));
+            return Ok(Incoming::Reject(oversized_head(
+                &buf,
+                limits.max_head,
+                server,
+            )));
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -486,7 +498,13 @@ async fn read_request(
     if let Some(cl) = req.header("content-length") {
         if let Ok(n) = cl.trim().parse::<usize>() {
             if n > limits.max_body {
-                return Ok(Incoming::Reject(error_page(None, server, 413, None, false)));
+                return Ok(Incoming::Reject(error_page(
+                    Some("HTTP/1.x"),
+                    server,
+                    413,
+                    None,
+                    false,
+                )));
             }
             let mut body: Vec<u8> = buf.get(head_len..).map(<[u8]>::to_vec).unwrap_or_default();
             while body.len() < n {
@@ -512,12 +530,14 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-fn oversized_head(buf: &[u8], server: &str) -> Vec<u8> {
-    let line_done = buf.contains(&b'\n');
-    if line_done {
-        error_page(Some("HTTP/1.x"), server, 431, Some("Line too long"), false)
+/// The reply to a head over the size limit: 414 when the request line
+/// alone is too long (Python frames it with a status line), else 431.
+fn oversized_head(buf: &[u8], max_head: usize, server: &str) -> Vec<u8> {
+    let line_len = buf.iter().position(|b| *b == b'\n').unwrap_or(buf.len());
+    if line_len >= max_head {
+        error_page(Some("HTTP/1.x"), server, 414, None, false)
     } else {
-        error_page(None, server, 414, None, false)
+        error_page(Some("HTTP/1.x"), server, 431, Some("Line too long"), false)
     }
 }
 

@@ -75,3 +75,218 @@ fn repr_quotes_like_python() {
     assert_eq!(py_repr("a'\"b"), "'a\\'\"b'");
     assert_eq!(py_repr("\u{1}"), "'\\x01'");
 }
+
+mod server {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use async_trait::async_trait;
+    use serde_json::{Map, Value};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::super::*;
+    use crate::api::status::{NodeStatus, StatusPublisher};
+    use crate::model::{Cluster, Member};
+
+    struct Nothing;
+
+    #[async_trait]
+    impl ApiCommands for Nothing {
+        async fn get_cluster(&self) -> Result<Arc<Cluster>, String> {
+            Err("no DCS".into())
+        }
+        async fn reload(&self) {}
+        async fn restart(&self, _: &Map<String, Value>) -> Result<(bool, String), String> {
+            Ok((true, "restarted successfully".into()))
+        }
+        async fn schedule_restart(&self, _: &Map<String, Value>) -> bool {
+            false
+        }
+        async fn delete_scheduled_restart(&self) -> bool {
+            false
+        }
+        async fn reinitialize(&self, _: bool, _: bool) -> Option<String> {
+            None
+        }
+        async fn manual_failover(
+            &self,
+            _: Option<&str>,
+            _: Option<&str>,
+            _: Option<&str>,
+            _: Option<i64>,
+        ) -> bool {
+            false
+        }
+        async fn has_healthy_candidate(&self, _: &[Member]) -> bool {
+            false
+        }
+        async fn set_config(&self, _: &str, _: Option<i64>) -> bool {
+            false
+        }
+        async fn update_failsafe(&self, _: &Map<String, Value>) -> Result<Option<i64>, String> {
+            Err("Running as a leader".into())
+        }
+        async fn mpp_event(&self, _: &Map<String, Value>) {}
+        fn wakeup(&self) {}
+    }
+
+    async fn start(settings: ApiSettings) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (_publisher, reader) = StatusPublisher::new(NodeStatus::new("demo", "n"));
+        let server = Arc::new(ApiServer {
+            settings,
+            status: reader,
+            commands: Arc::new(Nothing),
+        });
+        tokio::spawn(async move {
+            let _ = server.serve(listener).await;
+        });
+        addr
+    }
+
+    async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.write_all(bytes).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn small_limits() -> ApiSettings {
+        let mut s = ApiSettings::new();
+        s.limits = Limits {
+            max_head: 1024,
+            max_body: 64,
+            header_timeout: Duration::from_millis(200),
+            max_connections: 2,
+        };
+        s
+    }
+
+    #[tokio::test]
+    async fn slow_client_is_dropped() {
+        let addr = start(small_limits()).await;
+        let started = Instant::now();
+        let reply = exchange(addr, b"GET /patroni HTTP/1.1\r\nHost: x\r\n").await;
+        assert_eq!(reply, "");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn oversized_requests_get_error_pages() {
+        let addr = start(small_limits()).await;
+        let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(2000));
+        let reply = exchange(addr, long_line.as_bytes()).await;
+        assert!(
+            reply.starts_with("HTTP/1.0 414 Request-URI Too Long\r\n"),
+            "{reply}"
+        );
+        let long_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(2000));
+        let reply = exchange(addr, long_header.as_bytes()).await;
+        assert!(
+            reply.starts_with("HTTP/1.0 431 Line too long\r\n"),
+            "{reply}"
+        );
+        let many: String = (0..101).map(|i| format!("X-{i}: y\r\n")).collect();
+        let reply = exchange(addr, format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).await;
+        assert!(
+            reply.starts_with("HTTP/1.0 431 Too many headers\r\n"),
+            "{reply}"
+        );
+        let body = "POST /mpp HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{}";
+        let reply = exchange(addr, body.as_bytes()).await;
+        assert!(
+            reply.starts_with("HTTP/1.0 413 Request Entity Too Large\r\n"),
+            "{reply}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait() {
+        let addr = start(small_limits()).await;
+        // Two idle connections take both permits...
+        let _a = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _b = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ...so a third is served only once their header timeout frees one.
+        let started = Instant::now();
+        let reply = exchange(addr, b"OPTIONS /health HTTP/1.1\r\n\r\n").await;
+        assert_eq!(reply, "HTTP/1.0 503 Service Unavailable\r\n\r\n");
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_allowlist_and_routing() {
+        let mut settings = ApiSettings::new();
+        settings.set_auth("u", "p");
+        let addr = start(settings.clone()).await;
+        let reply = exchange(
+            addr,
+            b"POST /reload HTTP/1.1\r\nAuthorization: Bearer x\r\n\r\n",
+        )
+        .await;
+        assert!(
+            reply.starts_with("HTTP/1.0 401 Unauthorized\r\n"),
+            "{reply}"
+        );
+        assert!(reply.ends_with("\r\n\r\nnot authenticated"), "{reply}");
+        // base64("u:p") = dTpw
+        let reply = exchange(
+            addr,
+            b"POST /reload HTTP/1.1\r\nAuthorization: Basic dTpw\r\n\r\n",
+        )
+        .await;
+        assert!(reply.ends_with("\r\n\r\nreload scheduled"), "{reply}");
+        // POST /mpp has no auth check.
+        let reply = exchange(
+            addr,
+            b"POST /mpp HTTP/1.1\r\nContent-Length: 8\r\n\r\n{\"a\": 1}",
+        )
+        .await;
+        assert!(reply.ends_with("\r\n\r\nOK"), "{reply}");
+        // GETs ignore credentials; unknown methods get 501.
+        let reply = exchange(
+            addr,
+            b"GET /config HTTP/1.1\r\nAuthorization: Basic bad\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.0 502 Bad Gateway\r\n"), "{reply}");
+        let reply = exchange(addr, b"BREW /pot HTTP/1.1\r\n\r\n").await;
+        assert!(
+            reply.starts_with("HTTP/1.0 501 Unsupported method ('BREW')\r\n"),
+            "{reply}"
+        );
+        // POST /failsafe while failsafe_mode is off.
+        let reply = exchange(
+            addr,
+            b"POST /failsafe HTTP/1.1\r\nAuthorization: Basic dTpw\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.0 502 Bad Gateway\r\n"), "{reply}");
+
+        let mut denied = settings;
+        denied.allowlist = IpNet::parse("10.0.0.0/8").into_iter().collect();
+        let addr = start(denied).await;
+        let reply = exchange(
+            addr,
+            b"POST /reload HTTP/1.1\r\nAuthorization: Basic dTpw\r\n\r\n",
+        )
+        .await;
+        assert!(reply.ends_with("\r\n\r\nAccess is denied"), "{reply}");
+        assert!(reply.starts_with("HTTP/1.0 403 Forbidden\r\n"), "{reply}");
+    }
+}
