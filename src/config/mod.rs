@@ -6,10 +6,12 @@
 //! - [`env`] — the `PATRONI_*` environment variables.
 //! - [`effective`] — file + environment + dynamic defaults into the effective
 //!   configuration the daemon runs with.
+//! - [`sample`] — `--generate-sample-config`.
 //! - [`validate`] — `--validate-config`.
 
 pub mod effective;
 pub mod env;
+pub mod sample;
 pub mod units;
 pub mod validate;
 pub mod value;

@@ -32,7 +32,8 @@ use super::{yaml, Map, Value};
 
 pub use case_insensitive::ci_get;
 pub use defaults::default_config as default_configuration;
-use merge::{build_effective_configuration, deep_compare, patch_config, py_contains};
+pub(crate) use merge::patch_config;
+use merge::{build_effective_configuration, deep_compare, py_contains};
 use pyfmt::{json_dumps, py_int, py_str};
 
 /// File name of the dynamic configuration cache inside the data directory.
