@@ -520,6 +520,50 @@ async fn raw_bytes_match_captures() {
     let want = std::fs::read(golden().join("etcd3/extra/framing/garbage_request_line.http"))
         .unwrap_or_default();
     assert_eq!(raw(server.addr, b"GARBAGE\r\n\r\n").await, want);
+    // Framing probes whose answer does not depend on the cluster state.
+    let framing = golden().join("etcd3/extra/framing");
+    let basic = "Authorization: Basic cGF0cm9uaTpyZXN0LXNlY3JldA==".to_owned();
+    for (file, method, path, headers, body) in [
+        (
+            "DELETE_restart_noauth.http",
+            "DELETE",
+            "/restart",
+            vec![],
+            None,
+        ),
+        (
+            "POST_reload_bearer_auth.http",
+            "POST",
+            "/reload",
+            vec!["Authorization: Bearer abc".to_owned()],
+            None,
+        ),
+        (
+            "PATCH_config_empty_object.http",
+            "PATCH",
+            "/config",
+            vec![basic.clone()],
+            Some("{}"),
+        ),
+    ] {
+        let want = std::fs::read(framing.join(file)).unwrap_or_default();
+        let got = raw(server.addr, &request(method, path, &headers, body)).await;
+        assert_eq!(
+            String::from_utf8_lossy(&strip(&got)),
+            String::from_utf8_lossy(&strip(&want)),
+            "{file}"
+        );
+    }
+    // Keep-alive asked for: still HTTP/1.0 and closed (read_to_end returns).
+    let got = raw(
+        server.addr,
+        b"HEAD /replica HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        got,
+        std::fs::read(framing.join("HEAD_replica_on_replica.http")).unwrap_or_default()
+    );
     // POST without Content-Length where a body is required.
     let want =
         std::fs::read(golden().join("etcd3/extra/framing/POST_switchover_no_content_length.http"))
