@@ -661,9 +661,6 @@ def test_our_leader_keeps_the_key_while_refreshing(nodes, kind):
     assert nodes.raw("leader") == "py"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/model/json.rs write_string leaves U+007F (DEL) unescaped; Python's "
-    "json.dumps (ensure_ascii) writes it as \\u007f, so the stored bytes differ"))
 def test_del_character_is_escaped_like_python(nodes, kind):
     ours = nodes.rust("rs")
     value = {"archive_command": "a\x7fb"}
@@ -671,9 +668,6 @@ def test_del_character_is_escaped_like_python(nodes, kind):
     assert nodes.raw("config") == compact(value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/model/cluster.rs from_raw_nodes ignores the legacy optime/leader key; Python "
-    "Patroni reads the leader LSN from it when there is no status key (leaders < 2.1.0)"))
 def test_legacy_leader_optime_is_read(nodes, kind):
     py = nodes.python("py")
     assert py._write_leader_optime("67109640")  # what a Patroni < 2.1.0 leader writes

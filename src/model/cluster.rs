@@ -103,6 +103,8 @@ impl Cluster {
     {
         let mut c = Cluster::default();
         let mut leader_node: Option<RawNode<'a>> = None;
+        let mut legacy_optime: Option<&'a str> = None;
+        let mut has_status = false;
         for node in nodes {
             let RawNode {
                 key,
@@ -114,7 +116,13 @@ impl Cluster {
                 "initialize" => c.initialize = Some(value.to_owned()),
                 "config" => c.config = Some(ClusterConfig::from_node(version, value)),
                 "leader" => leader_node = Some(node),
-                "status" => c.status = Status::from_node(value),
+                "status" => {
+                    has_status = true;
+                    c.status = Status::from_node(value);
+                }
+                // Written by leaders older than 2.1.0; read when there is
+                // no `status`, as Patroni does.
+                "optime/leader" => legacy_optime = Some(value),
                 "failover" => c.failover = Some(Failover::from_node(version, value)),
                 "sync" => c.sync = SyncState::from_node(version, value),
                 "history" => c.history = Some(TimelineHistory::from_node(version, value)),
@@ -130,6 +138,9 @@ impl Cluster {
                     }
                 }
             }
+        }
+        if let Some(optime) = legacy_optime.filter(|_| !has_status) {
+            c.status = Status::from_node(optime);
         }
         c.members.sort_by(|a, b| a.name.cmp(&b.name));
         c.leader = leader_node.filter(|n| !n.value.is_empty()).map(|n| Leader {

@@ -65,6 +65,40 @@ fn timestamp_to_py<'py>(py: Python<'py>, t: &Timestamp) -> PyResult<Bound<'py, P
     }
 }
 
+/// `datetime.date` / `datetime.datetime` (with its UTC offset, if aware).
+fn timestamp_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Option<Timestamp>> {
+    let dt = obj.py().import("datetime")?;
+    if !obj.is_instance(&dt.getattr("date")?)? {
+        return Ok(None);
+    }
+    let field = |name: &str| -> PyResult<u32> { obj.getattr(name)?.extract() };
+    let year: i32 = obj.getattr("year")?.extract()?;
+    let time = if obj.is_instance(&dt.getattr("datetime")?)? {
+        let offset = obj.call_method0("utcoffset")?;
+        let utc_offset = if offset.is_none() {
+            None
+        } else {
+            let seconds: f64 = offset.call_method0("total_seconds")?.extract()?;
+            Some(seconds as i32)
+        };
+        Some(TimeOfDay {
+            hour: field("hour")?,
+            minute: field("minute")?,
+            second: field("second")?,
+            microsecond: field("microsecond")?,
+            utc_offset,
+        })
+    } else {
+        None
+    };
+    Ok(Some(Timestamp {
+        year,
+        month: field("month")?,
+        day: field("day")?,
+        time,
+    }))
+}
+
 pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_none() {
         return Ok(Value::Null);
@@ -97,6 +131,9 @@ pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
             .map(|i| from_py(&i))
             .collect::<PyResult<_>>()
             .map(Value::Seq);
+    }
+    if let Some(ts) = timestamp_from_py(obj)? {
+        return Ok(Value::Timestamp(ts));
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
         return t

@@ -61,31 +61,8 @@ fn write_repr(out: &mut String, value: &Value) {
     }
 }
 
-/// Python `repr(float)`: the shortest digits that read back the same
-/// value, positional for exponents -4..16, scientific (`1e-05`, `1e+16`)
-/// outside that range.
-pub fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let plain = format!("{f}");
-        if plain.contains('.') {
-            plain
-        } else {
-            format!("{plain}.0")
-        }
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    }
-}
+/// Python `repr(float)` (shared with the rest of the configuration code).
+pub use crate::config::value::python_float_repr as float_repr;
 
 /// Python `repr(str)`: single quotes unless the text holds a single quote
 /// and no double quote; control and other non-printable characters escaped.
