@@ -98,6 +98,8 @@ struct Composer<'a> {
     root: Option<NodeId>,
     /// Character ranges of quoted and block scalars, for [`check_tabs`].
     tab_zones: Vec<Range<usize>>,
+    /// Parallel to `stack`: whether each open collection is in flow context.
+    flow: Vec<bool>,
 }
 
 /// Parse `source` and compose its single document (`None` for an empty
@@ -160,6 +162,7 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
         anchor_names: HashMap::new(),
         root: None,
         tab_zones: Vec::new(),
+        flow: Vec::new(),
     };
     let mut parser = Parser::new_from_str(source);
     let mut documents = 0usize;
@@ -215,6 +218,9 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
                         .tab_zones
                         .push(span.start.index()..span.end.index());
                 }
+                if style == ScalarStyle::Plain {
+                    composer.check_flow_plain(&value, &span)?;
+                }
                 let bare_empty = value.is_empty() && anchor == 0 && tag == TAG_NULL;
                 if bare_empty && composer.expects_key() && composer.is_implicit_empty_key(&span) {
                     return Err(Failure::Other(error_at(
@@ -249,17 +255,18 @@ fn compose_once(source: &str) -> Result<Document, Failure> {
                 let id = composer.new_node(tag, NodeKind::Seq(Vec::new()), &span);
                 composer.register_anchor(anchor, id, &span)?;
                 composer.attach(id, &span)?;
-                composer.push(Open::Seq(id), &span)?;
+                composer.push(Open::Seq(id), '[', &span)?;
             }
             Event::MappingStart(anchor, tag) => {
                 let tag = collection_tag(tag.as_deref(), TAG_MAP);
                 let id = composer.new_node(tag, NodeKind::Map(Vec::new()), &span);
                 composer.register_anchor(anchor, id, &span)?;
                 composer.attach(id, &span)?;
-                composer.push(Open::Map(id, None), &span)?;
+                composer.push(Open::Map(id, None), '{', &span)?;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 composer.stack.pop();
+                composer.flow.pop();
             }
         }
     }
@@ -352,7 +359,10 @@ impl Composer<'_> {
         self.nodes.len() - 1
     }
 
-    fn push(&mut self, open: Open, span: &Span) -> Result<(), YamlError> {
+    /// Open a collection; `bracket` is how it starts in flow style.
+    fn push(&mut self, open: Open, bracket: char, span: &Span) -> Result<(), YamlError> {
+        let flow = self.in_flow() || self.opens_flow_collection(span, bracket);
+        self.flow.push(flow);
         if self.stack.len() >= MAX_DEPTH {
             return Err(error_at(
                 &span.start,
@@ -415,6 +425,48 @@ impl Composer<'_> {
         lines
             .find(|l| !l.trim().is_empty())
             .is_some_and(|l| !l.starts_with([' ', '\t']))
+    }
+
+    fn in_flow(&self) -> bool {
+        self.flow.last().copied().unwrap_or(false)
+    }
+
+    /// Whether the collection starting at `span` is written in flow style:
+    /// `[` for a sequence, `{` for a mapping, after its tag and anchor (a
+    /// block mapping starting with `[` has a flow sequence as first key).
+    fn opens_flow_collection(&mut self, span: &Span, bracket: char) -> bool {
+        let Some(at) = self.char_to_byte(span.start.index()) else {
+            return false;
+        };
+        let mut rest = self.source[at..].trim_start();
+        while rest.starts_with(['!', '&']) {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            rest = rest[end..].trim_start();
+        }
+        rest.starts_with(bracket)
+    }
+
+    /// PyYAML's scanner ends a plain scalar at `?` inside a flow
+    /// collection (and then finds a key indicator where none may be), and
+    /// does not let one start with `|` or `>` there. saphyr reads both as
+    /// part of the scalar.
+    fn check_flow_plain(&self, value: &str, span: &Span) -> Result<(), YamlError> {
+        if !self.in_flow() {
+            return Ok(());
+        }
+        if value.starts_with(['|', '>']) {
+            return Err(error_at(
+                &span.start,
+                "a plain scalar in a flow collection cannot start with '|' or '>'",
+            ));
+        }
+        if value.contains('?') {
+            return Err(error_at(
+                &span.start,
+                "'?' inside a plain scalar in a flow collection is a key indicator for PyYAML; quote the scalar",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the next node attached is a mapping key.

@@ -13,8 +13,9 @@
 //! 2. `compose` turns events into a node graph and resolves tags
 //!    (`resolve` holds the YAML 1.1 implicit resolver), with PyYAML's
 //!    anchor rules (no redefinition, `[A-Za-z0-9_-]` names), its tab rules
-//!    (`tabs`) and its leniency about indentation inside flow collections
-//!    and quoted scalars (`indent`);
+//!    (`tabs`), its flow plain scalar rules (no `?` inside, no `|`/`>`
+//!    first), no empty implicit keys, and its leniency about indentation
+//!    inside flow collections and quoted scalars (`indent`);
 //! 3. `construct` builds the [`Value`] tree (merge keys, duplicate keys,
 //!    unhashable keys) with `scalar` turning scalar text into numbers,
 //!    booleans and timestamps exactly as PyYAML's constructors do.
@@ -28,13 +29,12 @@
 //! - `!!binary`, `!!set`, `!!omap` and `!!pairs` are refused (bytes, sets
 //!   and lists of tuples are not configuration values);
 //! - NEL, LS and PS (U+0085, U+2028, U+2029) are not line breaks for the
-//!   YAML 1.2 scanner; a lone `\r` is;
-//! - saphyr accepts a few things PyYAML refuses: a `?` inside a plain
-//!   scalar in a flow collection (`[a?b]`), a plain scalar starting with
-//!   `>` or `|` in a flow collection, a tab right after a quoted scalar
-//!   (`"x"<TAB>`); and refuses a few PyYAML accepts: a flow plain scalar
-//!   ending in a lone `-` (`[a -]`), `[? : v]`, a `\u` escape of a lone
-//!   surrogate, a block scalar header alone on the last line (`-\n|`);
+//!   YAML 1.2 scanner;
+//! - a few exotic spellings differ in acceptance: saphyr accepts a tab
+//!   right after a quoted scalar (`"x"<TAB>`) and `[:"x]`; it refuses a
+//!   flow plain scalar ending in a lone `-` (`[a -]`), `[? ]`, a `\u`
+//!   escape of a lone surrogate, and a block scalar indicator alone on the
+//!   last line (`? \n>`), which PyYAML accept;
 //! - explicit `!!int`/`!!float` only take ASCII digits (Python's `int()`
 //!   also reads other Unicode digits);
 //! - nesting deeper than 400 levels, or aliases expanding to more than two

@@ -619,3 +619,20 @@ fn top_level_block_scalars_must_be_indented() {
     assert_eq!(load_ok("&b\n>\n"), s(""));
     assert_eq!(load_ok("!!str &c\n|\n  x\n"), s("x\n"));
 }
+
+#[test]
+fn flow_plain_scalars_follow_pyyaml() {
+    for bad in ["[a?b]", "{a: x?y}", "[http://x/?a=b]", "[>a]", "a: [x, |y]"] {
+        load_err(bad);
+    }
+    assert_eq!(load_ok("a: x?y\n"), map(vec![(s("a"), s("x?y"))]));
+    assert_eq!(
+        load_ok("a: ['x?y']\n"),
+        map(vec![(s("a"), Value::Seq(vec![s("x?y")]))])
+    );
+    // A flow key of a block mapping does not make the value flow content.
+    assert!(load("[a]: x?y\n")
+        .unwrap_err()
+        .message
+        .contains("unhashable"));
+}
