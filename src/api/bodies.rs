@@ -254,7 +254,8 @@ pub fn cluster_object(cluster: &Cluster) -> Map<String, Value> {
             json!("")
         };
         if !super::status::json_truthy(&state) {
-            state = text("state");
+            // Python's `or` yields the raw value, even a null one.
+            state = m.data.get("state").cloned().unwrap_or_else(|| json!(""));
         }
         let mut o = Map::new();
         o.insert("name".into(), json!(m.name));
