@@ -185,6 +185,57 @@ impl Default for ApiSettings {
     }
 }
 
+/// Split `restapi.listen` into host and port like Patroni's
+/// `split_host_port`: the port follows the last colon; IPv6 hosts may be
+/// bracketed.
+pub fn split_listen(listen: &str) -> Result<(String, u16), String> {
+    let invalid = || {
+        format!("Invalid \"restapi\" config: expected <HOST>:<PORT> for \"listen\", but got \"{listen}\"")
+    };
+    let (host, port) = listen.rsplit_once(':').ok_or_else(invalid)?;
+    let port = port.trim().parse::<u16>().map_err(|_| invalid())?;
+    let host = if host.contains(':') {
+        host.trim().trim_start_matches('[').trim_end_matches(']')
+    } else {
+        host.trim()
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// Bind `restapi.listen`. An empty host or `*` listens on every address:
+/// the IPv6 wildcard (dual stack on Linux) when available, else IPv4, the
+/// preference Patroni has. Host names resolve with IPv6 addresses first.
+pub async fn bind_listen(listen: &str) -> io::Result<TcpListener> {
+    let (host, port) =
+        split_listen(listen).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let candidates: Vec<SocketAddr> = if host.is_empty() || host == "*" {
+        vec![
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ]
+    } else {
+        let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .collect();
+        addrs.sort_by_key(SocketAddr::is_ipv4);
+        addrs
+    };
+    let mut last = io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        format!("no address for {listen}"),
+    );
+    for addr in candidates {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e,
+        }
+    }
+    Err(io::Error::new(
+        last.kind(),
+        format!("Couldn't start a service on '{listen}', please check your `restapi.listen` configuration: {last}"),
+    ))
+}
+
 /// Everything a connection handler needs.
 pub struct ApiServer {
     pub settings: ApiSettings,

@@ -36,6 +36,30 @@ fn request_line_rules() {
 }
 
 #[test]
+fn listen_addresses() {
+    assert_eq!(
+        split_listen("127.0.0.1:8008"),
+        Ok(("127.0.0.1".into(), 8008))
+    );
+    assert_eq!(split_listen("[::1]:8008"), Ok(("::1".into(), 8008)));
+    assert_eq!(split_listen("::1:8008"), Ok(("::1".into(), 8008)));
+    assert_eq!(split_listen(":8008"), Ok((String::new(), 8008)));
+    assert_eq!(split_listen("*:8008"), Ok(("*".into(), 8008)));
+    assert_eq!(
+        split_listen("localhost"),
+        Err("Invalid \"restapi\" config: expected <HOST>:<PORT> for \"listen\", but got \"localhost\"".into())
+    );
+    assert!(split_listen("h:99999").is_err());
+}
+
+#[tokio::test]
+async fn binds_listen_address() {
+    let l = bind_listen("127.0.0.1:0").await;
+    assert!(l.is_ok_and(|l| l.local_addr().is_ok_and(|a| a.ip().is_loopback())));
+    assert!(bind_listen("nonsense").await.is_err());
+}
+
+#[test]
 fn url_splitting() {
     assert_eq!(split_url("/a?b=1#c"), ("/a".into(), "b=1".into()));
     assert_eq!(split_url("http://h:1/p?q"), ("/p".into(), "q".into()));
