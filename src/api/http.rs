@@ -179,6 +179,65 @@ impl ApiSettings {
     }
 }
 
+impl ApiSettings {
+    /// Settings from the `restapi` section of the effective configuration:
+    /// `authentication` (or the derived `auth` text `user:pass`),
+    /// `server_tokens`, `http_extra_headers`, `allowlist` (IP addresses
+    /// and CIDR networks; other entries are logged and skipped) and
+    /// `allowlist_include_members`.
+    pub fn from_restapi(restapi: &crate::config::value::Map) -> ApiSettings {
+        use crate::config::value::Value as V;
+        let mut s = ApiSettings::new();
+        if let Some(tokens) = restapi.get("server_tokens").and_then(V::as_str) {
+            s.set_server_tokens(tokens);
+        }
+        if let Some(headers) = restapi.get("http_extra_headers").and_then(V::as_map) {
+            s.extra_headers = headers
+                .str_entries()
+                .map(|(k, v)| (k.to_owned(), python_text(v)))
+                .collect();
+        }
+        if let Some(auth) = restapi.get("authentication").and_then(V::as_map) {
+            let field = |k: &str| auth.get(k).map(python_text).unwrap_or_default();
+            s.set_auth(&field("username"), &field("password"));
+        } else if let Some(auth) = restapi.get("auth").and_then(V::as_str) {
+            s.auth_key = Some(base64::engine::general_purpose::STANDARD.encode(auth));
+        }
+        if let Some(list) = restapi.get("allowlist").and_then(V::as_seq) {
+            for entry in list {
+                let text = python_text(entry);
+                match IpNet::parse(&text) {
+                    Some(net) => s.allowlist.push(net),
+                    None => log::error!(
+                        target: "patroni.api",
+                        "Invalid value \"{text}\" in the allowlist: only IP addresses and networks are supported"
+                    ),
+                }
+            }
+        }
+        s.allowlist_include_members = restapi
+            .get("allowlist_include_members")
+            .is_some_and(V::truthy);
+        s
+    }
+}
+
+/// A scalar setting as Python's `str()` would print it.
+fn python_text(v: &crate::config::value::Value) -> String {
+    use crate::config::value::Value as V;
+    match v {
+        V::Str(s) => s.clone(),
+        V::Int(i) => i.to_string(),
+        V::Bool(true) => "True".into(),
+        V::Bool(false) => "False".into(),
+        V::Null => "None".into(),
+        other => other
+            .to_json()
+            .map(|j| crate::model::json::spaced(&j))
+            .unwrap_or_default(),
+    }
+}
+
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings::new()

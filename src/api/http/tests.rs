@@ -60,6 +60,28 @@ async fn binds_listen_address() {
 }
 
 #[test]
+fn settings_from_restapi_section() {
+    let yaml = "authentication:\n  username: patroni\n  password: rest-secret\nserver_tokens: ProductOnly\nhttp_extra_headers:\n  X-A: one\n  X-B: 2\nallowlist: [10.0.0.0/8, 127.0.0.1, bad/host]\nallowlist_include_members: true\n";
+    let v = crate::config::yaml::load(yaml).unwrap_or(crate::config::value::Value::Null);
+    let empty = crate::config::value::Map::new();
+    let s = ApiSettings::from_restapi(v.as_map().unwrap_or(&empty));
+    assert_eq!(s.server_header, "Patroni");
+    assert_eq!(
+        s.extra_headers,
+        vec![
+            ("X-A".to_owned(), "one".to_owned()),
+            ("X-B".to_owned(), "2".to_owned())
+        ]
+    );
+    assert_eq!(s.auth_key.as_deref(), Some("cGF0cm9uaTpyZXN0LXNlY3JldA=="));
+    assert_eq!(s.allowlist.len(), 2);
+    assert!(s.allowlist_include_members);
+    let d = ApiSettings::from_restapi(&empty);
+    assert_eq!(d.server_header, PYTHON_SERVER_HEADER);
+    assert_eq!(d.auth_key, None);
+}
+
+#[test]
 fn url_splitting() {
     assert_eq!(split_url("/a?b=1#c"), ("/a".into(), "b=1".into()));
     assert_eq!(split_url("http://h:1/p?q"), ("/p".into(), "q".into()));
