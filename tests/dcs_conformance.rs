@@ -39,10 +39,16 @@ fn etcd_binary() -> PathBuf {
 
 impl Etcd {
     fn start() -> Etcd {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Etcd::start_with(tempfile::tempdir().expect("tempdir"), None)
+    }
+
+    /// `tls`: (certificate dir with ca.crt, server.crt, server.key) to serve
+    /// HTTPS and require client certificates.
+    fn start_with(dir: tempfile::TempDir, tls: Option<&std::path::Path>) -> Etcd {
         let client_port = free_port();
         let peer_port = free_port();
-        let client = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let args = vec![
             "--name".into(),
@@ -61,6 +67,18 @@ impl Etcd {
             format!("conformance={peer}"),
             "--enable-v2=true".into(),
         ];
+        let mut args = args;
+        if let Some(certs) = tls {
+            for (flag, file) in [
+                ("--cert-file", "server.crt"),
+                ("--key-file", "server.key"),
+                ("--trusted-ca-file", "ca.crt"),
+            ] {
+                args.push(flag.into());
+                args.push(certs.join(file).display().to_string());
+            }
+            args.push("--client-cert-auth".into());
+        }
         let child = spawn(&args);
         let etcd = Etcd {
             child,
@@ -548,4 +566,137 @@ async fn etcd3_username_and_password() {
         anonymous.write_status("{}").await.is_err(),
         "auth is enforced"
     );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
+/// with the openssl command line tool.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=patroni-rs test CA",
+    ]);
+    for (name, usage) in [
+        ("server", "serverAuth,clientAuth"),
+        ("client", "clientAuth"),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )
+        .expect("ext file");
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_on_both_backends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).expect("certs dir");
+    make_certificates(&certs);
+    let etcd = Etcd::start_with(dir, Some(&certs));
+    let path = |f: &str| Some(certs.join(f).display().to_string());
+    let conn = |with_client_cert: bool| EtcdConnection {
+        hosts: vec![etcd.endpoint()],
+        protocol: "https".into(),
+        cacert: path("ca.crt"),
+        cert: if with_client_cert {
+            path("client.crt")
+        } else {
+            None
+        },
+        key: if with_client_cert {
+            path("client.key")
+        } else {
+            None
+        },
+        ..Default::default()
+    };
+    let v3 = Etcd3::new(
+        KeyPaths::new("/service/", "tls3", "a"),
+        conn(true),
+        timing(10),
+    );
+    assert!(v3
+        .attempt_to_acquire_leader()
+        .await
+        .expect("etcd3 over mutual TLS"));
+    let v2 = EtcdV2::new(
+        KeyPaths::new("/service/", "tls2", "a"),
+        conn(true),
+        timing(10),
+    )
+    .expect("settings");
+    assert!(v2
+        .attempt_to_acquire_leader()
+        .await
+        .expect("etcd v2 over mutual TLS"));
+    let c = v2.get_cluster().await.expect("cluster");
+    assert_eq!(leader_name(&c), Some("a"));
+
+    // The server requires a client certificate: without one, calls fail.
+    let v3_anonymous = Etcd3::new(
+        KeyPaths::new("/service/", "tls3", "b"),
+        conn(false),
+        timing(2),
+    );
+    assert!(v3_anonymous.write_status("{}").await.is_err());
+    let v2_anonymous = EtcdV2::new(
+        KeyPaths::new("/service/", "tls2", "b"),
+        conn(false),
+        timing(2),
+    )
+    .expect("settings");
+    assert!(v2_anonymous.write_status("{}").await.is_err());
 }
