@@ -1,3 +1,4 @@
+use super::request::{parse_head, py_repr, split_url};
 use super::*;
 
 fn parse(head: &str) -> Result<Request, String> {
@@ -90,19 +91,15 @@ fn url_splitting() {
 
 #[test]
 fn allowlist_networks() {
-    let net = IpNet::parse("10.1.2.3/8").unwrap_or(IpNet {
-        addr: IpAddr::from([0, 0, 0, 0]),
-        prefix: 32,
-    });
-    assert!(net.contains("10.200.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))));
-    assert!(!net.contains("11.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))));
-    assert!(net.contains(
-        "::ffff:10.0.0.9"
-            .parse()
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
-    ));
-    assert!(IpNet::parse("::1")
-        .is_some_and(|n| n.contains("::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])))));
+    let ip = |t: &str| t.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let net = IpNet::parse("10.1.2.3/8");
+    assert!(net.is_some_and(|n| n.contains(ip("10.200.0.1"))));
+    assert!(net.is_some_and(|n| !n.contains(ip("11.0.0.1"))));
+    assert!(net.is_some_and(|n| n.contains(ip("::ffff:10.0.0.9"))));
+    assert!(IpNet::parse("::1").is_some_and(|n| n.contains(ip("::1"))));
+    assert!(IpNet::parse("fd00::/8")
+        .is_some_and(|n| n.contains(ip("fd12::1")) && !n.contains(ip("fe80::1"))));
+    assert!(IpNet::parse("0.0.0.0/0").is_some_and(|n| n.contains(ip("8.8.8.8"))));
     assert!(IpNet::parse("10.0.0.0/33").is_none());
     assert!(IpNet::parse("host.example").is_none());
 }
