@@ -5,6 +5,18 @@
 //! Everything that can be decided from the request and a cluster view is
 //! decided here, so the checks patronictl and operators see are the same
 //! whatever the daemon does behind the trait.
+//!
+//! Known deviations from Python Patroni:
+//! - Scheduled times must be ISO 8601 (`T` or space, optional fraction,
+//!   `Z`/`±HH:MM`/`±HHMM`, or a bare date); `dateutil` also reads
+//!   free-form dates, which get the 422 "Unable to parse" reply here.
+//! - Bodies are parsed by serde_json: `NaN`/`Infinity`, which Python's
+//!   `json` accepts, give a 400 page.
+//! - When the fresh DCS read fails, switchover/failover, DELETE
+//!   /switchover and PATCH /config answer with a 503 error page; Python's
+//!   handler raises and the client sees the connection closed.
+//! - POST /restart decides "paused" from the published snapshot instead of
+//!   a fresh DCS read.
 
 use std::sync::Arc;
 use std::time::Duration;

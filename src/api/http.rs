@@ -5,16 +5,17 @@
 //!
 //! Patroni's clients see HTTP/1.0 responses whose exact bytes matter:
 //! HAProxy-style status-only replies (`HTTP/1.0 200 OK\r\n\r\n`, no headers
-//! at all), bodies delimited by connection close with no `Content-Length`,
-//! a custom reason phrase on 501 (`Unsupported method ('PUT')`), and an
-//! HTTP/0.9-style bare HTML page for an unparsable request line. hyper 1.x
-//! always writes the status line from the request version, adds `date` and
-//! a length or chunked framing, lower-cases nothing but decides the reason
-//! phrase itself, and cannot emit a response without a status line. So we
-//! parse requests with `httparse` (a well-kept, fuzzed parser; we do not
-//! parse headers by hand) and write responses ourselves. Only the request
-//! line is first checked with Python's own rules, so that the error replies
-//! to malformed lines carry the same messages.
+//! at all, not even `Date`), bodies delimited by connection close with no
+//! `Content-Length`, a custom reason phrase on 501 (`Unsupported method
+//! ('PUT')`), headers in Python's order and case, and an HTTP/0.9-style
+//! bare HTML page for an unparsable request line. hyper 1.x always adds
+//! its own `date` header and length/chunked framing, answers in the
+//! request's HTTP version, and cannot send a reply without a status line,
+//! so most of these bytes would be out of reach. We therefore parse
+//! requests with `httparse` (a well-kept, fuzzed parser; no header parsing
+//! by hand) and write responses ourselves. Only the request line is first
+//! checked with Python's own rules, so that malformed lines get the same
+//! error replies.
 //!
 //! # Limits (Python has none of these)
 //!
