@@ -78,8 +78,9 @@ fn timestamp_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Option<Timestamp>> {
         let utc_offset = if offset.is_none() {
             None
         } else {
-            let seconds: f64 = offset.call_method0("total_seconds")?.extract()?;
-            Some(seconds as i32)
+            let days: i32 = offset.getattr("days")?.extract()?;
+            let seconds: i32 = offset.getattr("seconds")?.extract()?;
+            Some(days * 86_400 + seconds)
         };
         Some(TimeOfDay {
             hour: field("hour")?,

@@ -5,66 +5,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use patroni::config::value::{Map, TimeOfDay, Timestamp, Value};
-use pyo3::types::{PyDict, PyList, PyTuple};
-
 use crate::convert::{from_py, to_py};
-
-/// `convert::from_py` plus `datetime.date`/`datetime.datetime`, which
-/// safe_load produces and safe_dump writes.
-fn value_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    if let Ok(d) = obj.cast::<PyDict>() {
-        let mut m = Map::new();
-        for (k, v) in d.iter() {
-            m.insert(value_from_py(&k)?, value_from_py(&v)?);
-        }
-        return Ok(Value::Map(m));
-    }
-    if let Ok(l) = obj.cast::<PyList>() {
-        return l
-            .iter()
-            .map(|i| value_from_py(&i))
-            .collect::<PyResult<_>>()
-            .map(Value::Seq);
-    }
-    if let Ok(t) = obj.cast::<PyTuple>() {
-        return t
-            .iter()
-            .map(|i| value_from_py(&i))
-            .collect::<PyResult<_>>()
-            .map(Value::Seq);
-    }
-    let dt = obj.py().import("datetime")?;
-    if obj.is_instance(&dt.getattr("date")?)? {
-        let get = |name: &str| -> PyResult<u32> { obj.getattr(name)?.extract() };
-        let time = if obj.is_instance(&dt.getattr("datetime")?)? {
-            let offset = obj.call_method0("utcoffset")?;
-            let utc_offset = if offset.is_none() {
-                None
-            } else {
-                let days: i32 = offset.getattr("days")?.extract()?;
-                let seconds: i32 = offset.getattr("seconds")?.extract()?;
-                Some(days * 86_400 + seconds)
-            };
-            Some(TimeOfDay {
-                hour: get("hour")?,
-                minute: get("minute")?,
-                second: get("second")?,
-                microsecond: get("microsecond")?,
-                utc_offset,
-            })
-        } else {
-            None
-        };
-        return Ok(Value::Timestamp(Timestamp {
-            year: obj.getattr("year")?.extract()?,
-            month: get("month")?,
-            day: get("day")?,
-            time,
-        }));
-    }
-    from_py(obj)
-}
 
 /// Load one YAML document; a syntax or construction error raises
 /// `ValueError` with our message (line and column included).
@@ -79,7 +20,7 @@ fn yaml_load<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
 #[pyfunction]
 #[pyo3(signature = (obj, width = patroni::config::yaml::DEFAULT_WIDTH))]
 fn yaml_dump(obj: &Bound<'_, PyAny>, width: usize) -> PyResult<String> {
-    let value = value_from_py(obj)?;
+    let value = from_py(obj)?;
     Ok(patroni::config::yaml::dump_with_width(&value, width))
 }
 
