@@ -6,6 +6,7 @@
 //! keys may be any hashable scalar). [`Value`] models exactly that, so that
 //! the effective configuration can be compared with Python's one to one.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// A YAML 1.1 `timestamp` as PyYAML resolves it: a bare date becomes
@@ -47,9 +48,23 @@ pub enum Value {
 
 /// An insertion-ordered mapping with Python `dict` semantics: assigning an
 /// existing key replaces the value in place and keeps the key's position.
-#[derive(Debug, Clone, Default)]
+///
+/// String keys (nearly all of them) are found through a hash index, so
+/// building a large mapping stays linear; other keys are compared one by
+/// one with Python's key equality.
+#[derive(Clone, Default)]
 pub struct Map {
     entries: Vec<(Value, Value)>,
+    /// Position in `entries` of every string key.
+    str_index: HashMap<String, usize>,
+}
+
+impl fmt::Debug for Map {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, v)| (k, v)))
+            .finish()
+    }
 }
 
 impl PartialEq for Value {
@@ -97,11 +112,23 @@ impl Map {
         self.entries.is_empty()
     }
 
+    fn position(&self, key: &Value) -> Option<usize> {
+        match key {
+            Value::Str(s) => self.str_index.get(s).copied(),
+            _ => self.entries.iter().position(|(k, _)| key_eq(k, key)),
+        }
+    }
+
     /// Python `d[key] = value`.
     pub fn insert(&mut self, key: Value, value: Value) {
-        match self.entries.iter_mut().find(|(k, _)| key_eq(k, &key)) {
-            Some(slot) => slot.1 = value,
-            None => self.entries.push((key, value)),
+        match self.position(&key) {
+            Some(pos) => self.entries[pos].1 = value,
+            None => {
+                if let Value::Str(s) = &key {
+                    self.str_index.insert(s.clone(), self.entries.len());
+                }
+                self.entries.push((key, value));
+            }
         }
     }
 
@@ -111,24 +138,21 @@ impl Map {
     }
 
     pub fn get_value(&self, key: &Value) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|(k, _)| key_eq(k, key))
-            .map(|(_, v)| v)
+        self.position(key).map(|pos| &self.entries[pos].1)
+    }
+
+    pub fn get_value_mut(&mut self, key: &Value) -> Option<&mut Value> {
+        let pos = self.position(key)?;
+        Some(&mut self.entries[pos].1)
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
-            .map(|(_, v)| v)
+        self.str_index.get(key).map(|&pos| &self.entries[pos].1)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
-            .map(|(_, v)| v)
+        let pos = *self.str_index.get(key)?;
+        Some(&mut self.entries[pos].1)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -137,11 +161,22 @@ impl Map {
 
     /// Python `d.pop(key, None)`.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let pos = self
-            .entries
-            .iter()
-            .position(|(k, _)| matches!(k, Value::Str(s) if s == key))?;
-        Some(self.entries.remove(pos).1)
+        self.remove_value(&Value::Str(key.to_owned()))
+    }
+
+    /// Python `d.pop(key, None)` for any key.
+    pub fn remove_value(&mut self, key: &Value) -> Option<Value> {
+        let pos = self.position(key)?;
+        let (_, value) = self.entries.remove(pos);
+        if let Value::Str(s) = key {
+            self.str_index.remove(s);
+        }
+        for slot in self.str_index.values_mut() {
+            if *slot > pos {
+                *slot -= 1;
+            }
+        }
+        Some(value)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Value, &Value)> {
@@ -393,6 +428,33 @@ mod tests {
         let keys: Vec<_> = m.str_entries().map(|(k, _)| k.to_owned()).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(m.get("a"), Some(&Value::Int(3)));
+    }
+
+    #[test]
+    fn removal_keeps_the_index_consistent() {
+        let mut m = Map::new();
+        for k in ["a", "b", "c", "d"] {
+            m.set(k, Value::Str(k.to_uppercase()));
+        }
+        m.insert(Value::Int(7), Value::Null);
+        assert_eq!(m.remove("b"), Some(Value::Str("B".into())));
+        assert_eq!(m.remove_value(&Value::Int(7)), Some(Value::Null));
+        assert_eq!(m.get("c"), Some(&Value::Str("C".into())));
+        m.set("c", Value::Int(3));
+        let keys: Vec<_> = m.str_entries().map(|(k, _)| k.to_owned()).collect();
+        assert_eq!(keys, ["a", "c", "d"]);
+        assert_eq!(m.get("c"), Some(&Value::Int(3)));
+        assert_eq!(m.get("b"), None);
+    }
+
+    #[test]
+    fn large_maps_build_in_linear_time() {
+        let mut m = Map::new();
+        for i in 0..200_000 {
+            m.set(&format!("k{i}"), Value::Int(i));
+        }
+        assert_eq!(m.len(), 200_000);
+        assert_eq!(m.get("k199999"), Some(&Value::Int(199_999)));
     }
 
     #[test]

@@ -16,44 +16,6 @@ use super::defaults::{process_postgresql_parameters, safe_copy_dynamic_configura
 use super::pyfmt::py_str;
 use super::{ConfigError, ConfigEvent};
 
-/// Python dict key equality (`1 == 1.0 == True`), via [`Map`]'s own rules.
-fn same_key(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Str(_), _) | (_, Value::Str(_)) => false,
-        _ => {
-            let mut probe = Map::new();
-            probe.insert(a.clone(), Value::Null);
-            probe.get_value(b).is_some()
-        }
-    }
-}
-
-fn get_mut_by_key<'a>(map: &'a mut Map, key: &Value) -> Option<&'a mut Value> {
-    map.iter_mut()
-        .find(|(k, _)| same_key(k, key))
-        .map(|(_, v)| v)
-}
-
-/// `d.pop(key, None)` for any key type.
-fn remove_by_key(map: &mut Map, key: &Value) -> Option<Value> {
-    map.get_value(key)?;
-    let mut removed = None;
-    let entries = std::mem::take(map);
-    *map = entries
-        .into_iter()
-        .filter_map(|(k, v)| {
-            if removed.is_none() && same_key(&k, key) {
-                removed = Some(v);
-                None
-            } else {
-                Some((k, v))
-            }
-        })
-        .collect();
-    removed
-}
-
 /// Patroni's `patch_config`: overlay `data` onto `config`. A null value
 /// deletes the key, mappings merge recursively, and a scalar replaces the
 /// old one only when their `str()` differ (so a file's `port: 5432` stays
@@ -63,12 +25,12 @@ pub(crate) fn patch_config(config: &mut Map, data: &Map) -> bool {
     let mut changed = false;
     for (name, value) in data.iter() {
         if value.is_null() {
-            if remove_by_key(config, name).is_some_and(|old| !old.is_null()) {
+            if config.remove_value(name).is_some_and(|old| !old.is_null()) {
                 changed = true;
             }
             continue;
         }
-        match get_mut_by_key(config, name) {
+        match config.get_value_mut(name) {
             Some(current) => {
                 if let (Value::Map(new), Value::Map(old)) = (value, &mut *current) {
                     if patch_config(old, new) {
