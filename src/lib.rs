@@ -22,6 +22,7 @@ pub mod config;
 pub mod dcs;
 pub mod logging;
 pub mod model;
+pub mod postgres;
 
 /// The Patroni version we are compatible with and report everywhere Patroni
 /// reports its own (member keys, REST, metrics). Peers parse it as dotted

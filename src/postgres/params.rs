@@ -1,0 +1,712 @@
+//! From the `postgresql` configuration section to the server parameters
+//! Patroni manages, and the GUC validation hook.
+//!
+//! Patroni never hands `postgresql.parameters` to PostgreSQL untouched: it
+//! adds `cluster_name`, `listen_addresses` and `port`, renames values that
+//! changed between major versions (`wal_level`, `wal_keep_segments` /
+//! `wal_keep_size`), drops the command-line options the running version
+//! does not know, and anchors `hba_file`/`ident_file` in the configuration
+//! directory. [`server_parameters`] does exactly that, purely.
+//!
+//! Parameter names are case-insensitive (Patroni keeps them in a
+//! `CaseInsensitiveDict`). A [`Map`] keeps them here; every write goes
+//! through [`ci_set`], which replaces an entry matching in any letter case
+//! and gives it the new spelling, as Patroni's dictionary does.
+
+use crate::config::units::{parse_bool, parse_int};
+use crate::config::{Map, Value};
+use crate::dcs::settings::split_host_port;
+
+/// Parameters Patroni always passes on the `postgres` command line, in the
+/// order it passes them, with the first major version that knows each.
+///
+/// Passing them as options (rather than in `postgresql.conf`) stops
+/// `ALTER SYSTEM` from changing them behind Patroni's back; several must
+/// agree between primary and replicas. `wal_keep_segments`/`wal_keep_size`
+/// belong to the set but are never put on the command line.
+pub const CMDLINE_OPTIONS: [(&str, i64); 15] = [
+    ("listen_addresses", 90100),
+    ("port", 90100),
+    ("cluster_name", 90500),
+    ("wal_level", 90100),
+    ("hot_standby", 90100),
+    ("max_connections", 90100),
+    ("max_wal_senders", 90100),
+    ("wal_keep_segments", 90100),
+    ("wal_keep_size", 130000),
+    ("max_prepared_transactions", 90100),
+    ("max_locks_per_transaction", 90100),
+    ("track_commit_timestamp", 90500),
+    ("max_replication_slots", 90400),
+    ("max_worker_processes", 90400),
+    ("wal_log_hints", 90400),
+];
+
+/// What goes wrong turning the configuration into server parameters: the
+/// cases where Python Patroni would raise instead of starting PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    #[error("postgresql.{0} is missing")]
+    Missing(&'static str),
+    #[error("postgresql.{key} is invalid: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+/// Case-insensitive lookup of a parameter.
+pub fn ci_get<'a>(params: &'a Map, name: &str) -> Option<&'a Value> {
+    let lower = name.to_lowercase();
+    params
+        .str_entries()
+        .find(|(k, _)| k.to_lowercase() == lower)
+        .map(|(_, v)| v)
+}
+
+/// Whether a parameter is present, in any letter case.
+pub fn ci_contains(params: &Map, name: &str) -> bool {
+    ci_get(params, name).is_some()
+}
+
+/// Set a parameter: an existing entry in another letter case is replaced
+/// in place and takes the new spelling.
+pub fn ci_set(params: &mut Map, name: &str, value: Value) {
+    let lower = name.to_lowercase();
+    let existing = params
+        .str_entries()
+        .find(|(k, _)| k.to_lowercase() == lower)
+        .map(|(k, _)| k.to_owned());
+    match existing {
+        Some(key) if key == name => params.set(name, value),
+        Some(key) => {
+            let entries = std::mem::take(params);
+            *params = entries
+                .into_iter()
+                .map(|(k, v)| {
+                    if k.as_str() == Some(key.as_str()) {
+                        (Value::Str(name.to_owned()), value.clone())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect();
+        }
+        None => params.set(name, value),
+    }
+}
+
+/// Remove a parameter matching in any letter case.
+pub fn ci_remove(params: &mut Map, name: &str) -> Option<Value> {
+    let lower = name.to_lowercase();
+    let key = params
+        .str_entries()
+        .find(|(k, _)| k.to_lowercase() == lower)
+        .map(|(k, _)| k.to_owned())?;
+    params.remove(&key)
+}
+
+/// Set only when absent (`dict.setdefault`).
+pub fn ci_setdefault(params: &mut Map, name: &str, value: Value) {
+    if !ci_contains(params, name) {
+        params.set(name, value);
+    }
+}
+
+/// The names of PostgreSQL's recovery parameters, which Patroni manages
+/// itself and never writes among the ordinary parameters.
+pub const RECOVERY_PARAMETERS: [&str; 18] = [
+    "archive_cleanup_command",
+    "pause_at_recovery_target",
+    "primary_conninfo",
+    "primary_slot_name",
+    "promote_trigger_file",
+    "recovery_end_command",
+    "recovery_min_apply_delay",
+    "recovery_target",
+    "recovery_target_action",
+    "recovery_target_inclusive",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_timeline",
+    "recovery_target_xid",
+    "restore_command",
+    "standby_mode",
+    "trigger_file",
+];
+
+/// Whether `name` is a recovery parameter (case-insensitively).
+pub fn is_recovery_parameter(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    RECOVERY_PARAMETERS.contains(&lower.as_str())
+}
+
+/// Validation of ordinary (non-recovery) GUC values for a PostgreSQL
+/// version, as Patroni's `available_parameters` validators do: a value may
+/// be kept, clamped, or dropped (with a warning in Patroni's log).
+///
+/// The table of validators lives outside this module; [`PassThroughGucs`]
+/// keeps every value, which is what Patroni does for any parameter valid
+/// for the running version.
+pub trait GucCatalog {
+    /// The value to write for `name`, or `None` to leave it out.
+    fn transform(&self, version: i64, name: &str, value: &Value) -> Option<Value>;
+    /// Whether this catalog has a validator for `name` (an extension-style
+    /// name with a dot is passed through unvalidated only when it has none).
+    fn has_validator(&self, name: &str) -> bool;
+    /// Whether the running `postgres` knows `name` (`postgres
+    /// --describe-config`); consulted for recovery parameters outside the
+    /// version range of their validators.
+    fn is_available(&self, name: &str) -> bool;
+}
+
+/// A catalog that keeps every ordinary parameter and knows no recovery
+/// parameter beyond the validated version ranges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThroughGucs;
+
+impl GucCatalog for PassThroughGucs {
+    fn transform(&self, _version: i64, _name: &str, value: &Value) -> Option<Value> {
+        Some(value.clone())
+    }
+    fn has_validator(&self, _name: &str) -> bool {
+        false
+    }
+    fn is_available(&self, name: &str) -> bool {
+        !is_recovery_parameter(name)
+    }
+}
+
+/// Patroni's `transform_postgresql_parameter_value`: the value written to
+/// `postgresql.conf` for an ordinary parameter, `None` to skip it.
+pub fn transform_parameter(
+    catalog: &dyn GucCatalog,
+    version: i64,
+    name: &str,
+    value: &Value,
+) -> Option<Value> {
+    if name.contains('.') && !catalog.has_validator(name) {
+        return Some(value.clone());
+    }
+    if is_recovery_parameter(name) {
+        return None;
+    }
+    catalog.transform(version, name, value)
+}
+
+/// How a recovery parameter is validated, and for which versions.
+enum RecoveryKind {
+    Text,
+    Bool,
+    /// Milliseconds, clamped to `0..=i32::MAX`.
+    Millis,
+    Enum(&'static [&'static str]),
+}
+
+/// The recovery parameters' validators: (name, kind, from, till).
+const RECOVERY_VALIDATORS: [(&str, RecoveryKind, i64, Option<i64>); 18] = [
+    ("archive_cleanup_command", RecoveryKind::Text, 90300, None),
+    (
+        "pause_at_recovery_target",
+        RecoveryKind::Bool,
+        90300,
+        Some(90500),
+    ),
+    ("primary_conninfo", RecoveryKind::Text, 90300, None),
+    ("primary_slot_name", RecoveryKind::Text, 90400, None),
+    (
+        "promote_trigger_file",
+        RecoveryKind::Text,
+        120000,
+        Some(160000),
+    ),
+    ("recovery_end_command", RecoveryKind::Text, 90300, None),
+    (
+        "recovery_min_apply_delay",
+        RecoveryKind::Millis,
+        90400,
+        None,
+    ),
+    (
+        "recovery_target",
+        RecoveryKind::Enum(&["immediate", ""]),
+        90400,
+        None,
+    ),
+    (
+        "recovery_target_action",
+        RecoveryKind::Enum(&["pause", "promote", "shutdown"]),
+        90500,
+        None,
+    ),
+    ("recovery_target_inclusive", RecoveryKind::Bool, 90300, None),
+    ("recovery_target_lsn", RecoveryKind::Text, 100000, None),
+    ("recovery_target_name", RecoveryKind::Text, 90400, None),
+    ("recovery_target_time", RecoveryKind::Text, 90300, None),
+    ("recovery_target_timeline", RecoveryKind::Text, 90300, None),
+    ("recovery_target_xid", RecoveryKind::Text, 90300, None),
+    ("restore_command", RecoveryKind::Text, 90300, None),
+    ("standby_mode", RecoveryKind::Bool, 90300, Some(120000)),
+    ("trigger_file", RecoveryKind::Text, 90300, Some(120000)),
+];
+
+/// Patroni's `transform_recovery_parameter_value`: validate a recovery
+/// parameter for `version`; `None` leaves it out of the file.
+pub fn transform_recovery_parameter(
+    catalog: &dyn GucCatalog,
+    version: i64,
+    name: &str,
+    value: &Value,
+) -> Option<Value> {
+    let lower = name.to_lowercase();
+    let validator = RECOVERY_VALIDATORS.iter().find(|(n, _, from, till)| {
+        *n == lower && version >= *from && till.is_none_or(|t| version < t)
+    });
+    if let Some((_, kind, _, _)) = validator {
+        return match kind {
+            RecoveryKind::Text => Some(value.clone()),
+            RecoveryKind::Bool => parse_bool(value).map(|_| value.clone()),
+            RecoveryKind::Millis => parse_int(value, Some("ms")).map(|n| {
+                if n < 0 {
+                    Value::Int(0)
+                } else if n > i64::from(i32::MAX) {
+                    Value::Int(i64::from(i32::MAX))
+                } else {
+                    value.clone()
+                }
+            }),
+            RecoveryKind::Enum(allowed) => allowed
+                .contains(&value.to_string().to_lowercase().as_str())
+                .then(|| value.clone()),
+        };
+    }
+    // Before 12 `postgres --describe-config` does not list recovery
+    // settings, so Patroni treats exactly its own list as available.
+    let available = if version >= 120000 {
+        catalog.is_available(name)
+    } else {
+        is_recovery_parameter(name)
+    };
+    available.then(|| value.clone())
+}
+
+/// Synchronous replication state that decides `synchronous_standby_names`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncState {
+    /// `synchronous_mode_strict` is on.
+    pub strict: bool,
+    /// This node runs as primary (or is being promoted).
+    pub is_primary: bool,
+    /// The value Patroni currently maintains, if any.
+    pub current: Option<String>,
+}
+
+/// Inputs of [`server_parameters`].
+#[derive(Debug, Clone)]
+pub struct ServerParamsInput<'a> {
+    /// The effective `postgresql` section (local merged with dynamic).
+    pub postgresql: &'a Map,
+    /// The cluster `scope`, which becomes `cluster_name`.
+    pub scope: &'a str,
+    /// The major version from `PG_VERSION` (150000 for 15); 0 if unknown,
+    /// in which case no version rules apply.
+    pub major_version: i64,
+    /// Absolute configuration directory (`config_dir`, else the data dir).
+    pub config_dir: &'a str,
+    /// `None` when synchronous mode is off.
+    pub sync: Option<SyncState>,
+}
+
+/// Patroni's `ConfigHandler.get_server_parameters`.
+pub fn server_parameters(input: &ServerParamsInput<'_>) -> Result<Map, ParamsError> {
+    let mut params = match input.postgresql.get("parameters") {
+        Some(Value::Map(m)) => m.clone(),
+        Some(Value::Null) | None => return Err(ParamsError::Missing("parameters")),
+        Some(other) => {
+            return Err(ParamsError::Invalid {
+                key: "parameters".into(),
+                reason: format!("expected a mapping, got {}", other.type_name()),
+            })
+        }
+    };
+    let listen = match input.postgresql.get("listen") {
+        Some(Value::Str(s)) => s.as_str(),
+        Some(_) | None => return Err(ParamsError::Missing("listen")),
+    };
+    let (listen_addresses, port) =
+        split_host_port(listen, 5432).map_err(|reason| ParamsError::Invalid {
+            key: "listen".into(),
+            reason,
+        })?;
+    ci_set(
+        &mut params,
+        "cluster_name",
+        Value::Str(input.scope.to_owned()),
+    );
+    ci_set(
+        &mut params,
+        "listen_addresses",
+        Value::Str(listen_addresses),
+    );
+    ci_set(&mut params, "port", Value::Str(port.to_string()));
+
+    if let Some(sync) = &input.sync {
+        match &sync.current {
+            Some(current) => ci_set(
+                &mut params,
+                "synchronous_standby_names",
+                Value::Str(current.clone()),
+            ),
+            None if sync.strict && sync.is_primary => ci_set(
+                &mut params,
+                "synchronous_standby_names",
+                Value::Str("*".into()),
+            ),
+            None => {
+                ci_remove(&mut params, "synchronous_standby_names");
+            }
+        }
+    }
+
+    let major = input.major_version;
+    // `hot_standby` and `replica` are the same wal_level under the name
+    // each version understands.
+    let (old_level, new_level) = if major >= 90600 {
+        ("hot_standby", "replica")
+    } else {
+        ("replica", "hot_standby")
+    };
+    if ci_get(&params, "wal_level").and_then(Value::as_str) == Some(old_level) {
+        ci_set(&mut params, "wal_level", Value::Str(new_level.into()));
+    }
+
+    // Translate between segment count and size, assuming 16MB segments.
+    if major >= 130000 {
+        let segments = ci_remove(&mut params, "wal_keep_segments").unwrap_or(Value::Int(8));
+        let segments = python_int(&segments).ok_or_else(|| ParamsError::Invalid {
+            key: "parameters.wal_keep_segments".into(),
+            reason: format!("not an integer: {segments}"),
+        })?;
+        let size = segments
+            .checked_mul(16)
+            .ok_or_else(|| ParamsError::Invalid {
+                key: "parameters.wal_keep_segments".into(),
+                reason: "out of range".into(),
+            })?;
+        ci_setdefault(
+            &mut params,
+            "wal_keep_size",
+            Value::Str(format!("{size}MB")),
+        );
+    } else if major != 0 {
+        let size = ci_remove(&mut params, "wal_keep_size").unwrap_or(Value::Str("128MB".into()));
+        let size = parse_int(&size, Some("MB")).unwrap_or(0);
+        // Python's int() of a float truncates towards zero.
+        let segments = ((size as f64 + 8.0) / 16.0).trunc() as i64;
+        ci_setdefault(&mut params, "wal_keep_segments", Value::Int(segments));
+    }
+
+    if major != 0 {
+        params = params
+            .into_iter()
+            .filter(|(k, _)| {
+                let name = k.as_str().unwrap_or_default().to_lowercase();
+                let since = CMDLINE_OPTIONS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(90100, |(_, v)| *v);
+                major >= since
+            })
+            .collect();
+    }
+
+    for key in ["hba_file", "ident_file"] {
+        let joined = match ci_get(&params, key) {
+            None => continue,
+            Some(Value::Str(path)) => join_path(input.config_dir, path),
+            Some(other) => {
+                return Err(ParamsError::Invalid {
+                    key: format!("parameters.{key}"),
+                    reason: format!("expected a path, got {}", other.type_name()),
+                })
+            }
+        };
+        ci_set(&mut params, key, Value::Str(joined));
+    }
+    Ok(params)
+}
+
+/// Python's `os.path.join(base, path)` for two components.
+pub fn join_path(base: &str, path: &str) -> String {
+    if path.starts_with('/') || base.is_empty() {
+        path.to_owned()
+    } else if base.ends_with('/') {
+        format!("{base}{path}")
+    } else {
+        format!("{base}/{path}")
+    }
+}
+
+/// Python's `int(value)` for what a YAML document can hold: booleans
+/// count as 0/1, floats truncate, strings must be a plain integer.
+fn python_int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(*i),
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::Float(f) if f.is_finite() => Some(f.trunc() as i64),
+        Value::Str(s) => {
+            let t = s.trim().replace('_', "");
+            t.parse::<i64>().ok()
+        }
+        _ => None,
+    }
+}
+
+/// The `pg_controldata` fields holding a parameter's value at the last
+/// checkpoint, for the parameters a replica cannot run below.
+fn controldata_fields(major: i64) -> Vec<(&'static str, &'static str)> {
+    let mut fields = vec![
+        ("max_connections", "max_connections setting"),
+        ("max_prepared_transactions", "max_prepared_xacts setting"),
+        ("max_locks_per_transaction", "max_locks_per_xact setting"),
+    ];
+    if major >= 90400 {
+        fields.push(("max_worker_processes", "max_worker_processes setting"));
+    }
+    if major >= 120000 {
+        fields.push(("max_wal_senders", "max_wal_senders setting"));
+    }
+    fields
+}
+
+/// A parameter raised to its `pg_controldata` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaisedParameter {
+    pub name: &'static str,
+    /// The value recorded in `pg_control` (used to start).
+    pub controldata: i64,
+    /// The value the configuration asks for (pending restart).
+    pub configured: i64,
+}
+
+/// Patroni's `effective_configuration` for a node that is not primary: a
+/// replica cannot start with `max_connections` and friends below what the
+/// primary had at the last checkpoint, so those take the `pg_controldata`
+/// value and are reported for the pending-restart flag.
+///
+/// `controldata` is the parsed `pg_controldata` output (keys without the
+/// `Current ` prefix, see [`crate::postgres::controldata`]).
+pub fn effective_configuration(
+    server_parameters: &Map,
+    is_primary: bool,
+    major_version: i64,
+    controldata: &std::collections::BTreeMap<String, String>,
+) -> (Map, Vec<RaisedParameter>) {
+    let mut conf = server_parameters.clone();
+    let mut raised = Vec::new();
+    if is_primary {
+        return (conf, raised);
+    }
+    for (name, field) in controldata_fields(major_version) {
+        let configured = ci_get(&conf, name).and_then(|v| parse_int(v, None));
+        let Some(recorded) = controldata.get(field) else {
+            continue;
+        };
+        let recorded = parse_int(&Value::Str(recorded.clone()), None);
+        if let (Some(recorded), Some(configured)) = (recorded, configured) {
+            if recorded > configured {
+                ci_set(&mut conf, name, Value::Int(recorded));
+                raised.push(RaisedParameter {
+                    name,
+                    controldata: recorded,
+                    configured,
+                });
+            }
+        }
+    }
+    (conf, raised)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+
+    fn section(text: &str) -> Map {
+        match yaml::load(text) {
+            Ok(Value::Map(m)) => m,
+            other => panic!("bad fixture: {other:?}"),
+        }
+    }
+
+    fn params(pg: &Map, major: i64) -> Map {
+        server_parameters(&ServerParamsInput {
+            postgresql: pg,
+            scope: "demo",
+            major_version: major,
+            config_dir: "/data",
+            sync: None,
+        })
+        .expect("valid section")
+    }
+
+    #[test]
+    fn adds_cluster_name_listen_and_port() {
+        let pg = section("listen: 0.0.0.0:5433\nparameters: {work_mem: 4MB}\n");
+        let p = params(&pg, 150000);
+        assert_eq!(p.get("cluster_name"), Some(&Value::Str("demo".into())));
+        assert_eq!(
+            p.get("listen_addresses"),
+            Some(&Value::Str("0.0.0.0".into()))
+        );
+        assert_eq!(p.get("port"), Some(&Value::Str("5433".into())));
+        assert_eq!(p.get("wal_keep_size"), Some(&Value::Str("128MB".into())));
+    }
+
+    #[test]
+    fn wal_level_and_wal_keep_follow_the_version() {
+        let pg = section(
+            "listen: h\nparameters: {wal_level: hot_standby, wal_keep_segments: 4, Hba_File: x.conf}\n",
+        );
+        let p = params(&pg, 150000);
+        assert_eq!(p.get("wal_level"), Some(&Value::Str("replica".into())));
+        assert_eq!(p.get("wal_keep_size"), Some(&Value::Str("64MB".into())));
+        assert!(!ci_contains(&p, "wal_keep_segments"));
+        // The joined path takes the spelling Patroni assigns it with.
+        assert_eq!(p.get("hba_file"), Some(&Value::Str("/data/x.conf".into())));
+        assert!(p.get("Hba_File").is_none());
+        assert_eq!(p.get("port"), Some(&Value::Str("5432".into())));
+
+        let pg = section("listen: h\nparameters: {wal_level: replica, wal_keep_size: 1GB}\n");
+        let p = params(&pg, 90500);
+        assert_eq!(p.get("wal_level"), Some(&Value::Str("hot_standby".into())));
+        assert_eq!(p.get("wal_keep_segments"), Some(&Value::Int(64)));
+        assert!(!ci_contains(&p, "wal_keep_size"));
+        // cluster_name needs 9.5; on 9.4 it is dropped.
+        assert!(!ci_contains(&params(&pg, 90400), "cluster_name"));
+    }
+
+    #[test]
+    fn bad_sections_are_errors_not_panics() {
+        let pg = section("parameters: {}\n");
+        assert!(server_parameters(&ServerParamsInput {
+            postgresql: &pg,
+            scope: "s",
+            major_version: 150000,
+            config_dir: "/d",
+            sync: None,
+        })
+        .is_err());
+        let pg = section("listen: 'h:port'\nparameters: {}\n");
+        assert!(matches!(
+            server_parameters(&ServerParamsInput {
+                postgresql: &pg,
+                scope: "s",
+                major_version: 150000,
+                config_dir: "/d",
+                sync: None,
+            }),
+            Err(ParamsError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn synchronous_standby_names_rules() {
+        let pg = section("listen: h\nparameters: {synchronous_standby_names: x}\n");
+        let run = |sync| {
+            server_parameters(&ServerParamsInput {
+                postgresql: &pg,
+                scope: "s",
+                major_version: 150000,
+                config_dir: "/d",
+                sync: Some(sync),
+            })
+            .expect("ok")
+            .get("synchronous_standby_names")
+            .cloned()
+        };
+        let strict_primary = SyncState {
+            strict: true,
+            is_primary: true,
+            current: None,
+        };
+        assert_eq!(run(strict_primary), Some(Value::Str("*".into())));
+        let replica = SyncState {
+            strict: true,
+            is_primary: false,
+            current: None,
+        };
+        assert_eq!(run(replica), None);
+        let managed = SyncState {
+            strict: false,
+            is_primary: true,
+            current: Some("ANY 1 (a)".into()),
+        };
+        assert_eq!(run(managed), Some(Value::Str("ANY 1 (a)".into())));
+    }
+
+    #[test]
+    fn recovery_validation() {
+        let c = PassThroughGucs;
+        let v = |s: &str| Value::Str(s.into());
+        assert_eq!(
+            transform_recovery_parameter(&c, 150000, "recovery_min_apply_delay", &v("-5")),
+            Some(Value::Int(0))
+        );
+        assert_eq!(
+            transform_recovery_parameter(&c, 150000, "recovery_min_apply_delay", &v("1min")),
+            Some(v("1min"))
+        );
+        assert_eq!(
+            transform_recovery_parameter(&c, 150000, "recovery_target_action", &v("Pause")),
+            Some(v("Pause"))
+        );
+        assert_eq!(
+            transform_recovery_parameter(&c, 150000, "recovery_target", &v("x")),
+            None
+        );
+        assert_eq!(
+            transform_recovery_parameter(&c, 150000, "trigger_file", &v("/t")),
+            None
+        );
+        assert_eq!(
+            transform_recovery_parameter(&c, 110000, "trigger_file", &v("/t")),
+            Some(v("/t"))
+        );
+        assert_eq!(
+            transform_parameter(&c, 150000, "restore_command", &v("x")),
+            None
+        );
+        assert_eq!(
+            transform_parameter(&c, 150000, "a.b", &v("x")),
+            Some(v("x"))
+        );
+    }
+
+    #[test]
+    fn replica_runs_with_controldata_values() {
+        let mut sp = Map::new();
+        sp.set("max_connections", Value::Str("100".into()));
+        sp.set("max_wal_senders", Value::Int(10));
+        let mut cd = std::collections::BTreeMap::new();
+        cd.insert("max_connections setting".to_owned(), "200".to_owned());
+        cd.insert("max_wal_senders setting".to_owned(), "5".to_owned());
+        let (conf, raised) = effective_configuration(&sp, false, 150000, &cd);
+        assert_eq!(conf.get("max_connections"), Some(&Value::Int(200)));
+        assert_eq!(conf.get("max_wal_senders"), Some(&Value::Int(10)));
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].configured, 100);
+        let (conf, raised) = effective_configuration(&sp, true, 150000, &cd);
+        assert_eq!(conf.get("max_connections"), Some(&Value::Str("100".into())));
+        assert!(raised.is_empty());
+    }
+
+    #[test]
+    fn ci_set_takes_the_new_spelling_in_place() {
+        let mut m = Map::new();
+        m.set("A", Value::Int(1));
+        m.set("b", Value::Int(2));
+        ci_set(&mut m, "a", Value::Int(3));
+        let keys: Vec<_> = m.str_entries().map(|(k, _)| k.to_owned()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(m.get("a"), Some(&Value::Int(3)));
+    }
+}
