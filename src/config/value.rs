@@ -380,20 +380,49 @@ pub fn python_float_repr(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    let s = format!("{f:e}");
-    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    // Rust finds the shortest digit count that round-trips; when two
+    // strings of that length both round-trip, Python takes the one nearest
+    // the exact value (ties to even), which is exactly the value correctly
+    // rounded to that many digits.
+    let shortest = format!("{:e}", f.abs());
+    let digits = shortest
+        .split('e')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .count()
+        .max(1);
+    let rounded = format!("{:.*e}", digits - 1, f.abs());
+    let (mantissa, exp) = rounded.split_once('e').unwrap_or((&rounded, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let plain = format!("{f}");
-        if plain.contains('.') {
-            plain
+    let mut d: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    while d.len() > 1 && d.ends_with('0') {
+        d.pop();
+    }
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    let body = if (-4..16).contains(&exp) {
+        if exp >= 0 {
+            let int_len = exp as usize + 1;
+            if d.len() <= int_len {
+                format!("{d}{}.0", "0".repeat(int_len - d.len()))
+            } else {
+                format!("{}.{}", &d[..int_len], &d[int_len..])
+            }
         } else {
-            format!("{plain}.0")
+            format!("0.{}{d}", "0".repeat((-exp - 1) as usize))
         }
     } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    }
+        let (first, rest) = d.split_at(1);
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{first}{frac}e{esign}{:02}", exp.abs())
+    };
+    format!("{sign}{body}")
 }
 
 impl fmt::Display for Value {
@@ -477,6 +506,14 @@ mod tests {
             (1e16, "1e+16"),
             (1.5e-7, "1.5e-07"),
             (6.103515625e-05, "6.103515625e-05"),
+            (562949953421312.25, "562949953421312.2"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (-1.5, "-1.5"),
+            (1e22, "1e+22"),
+            (123456789012345680.0, "1.2345678901234568e+17"),
+            (9.999999999999999e15, "1e+16"),
+            (5e-324, "5e-324"),
             (0.0001, "0.0001"),
             (123456.789, "123456.789"),
             (f64::INFINITY, "inf"),
