@@ -3,6 +3,14 @@ import os
 import pathlib
 
 import pytest
+from hypothesis import settings
+
+# CI runs derandomized: a submission must not fail on a case that a previous
+# run never met. Locally (and with HYPOTHESIS_PROFILE=explore) hypothesis
+# draws new cases every run, which is where new differences are found.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "explore"))
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = pathlib.Path(os.environ.get("PATRONI_RS_SHARED", ROOT.parent / "shared"))
