@@ -25,6 +25,7 @@
 
 pub mod conf;
 pub mod controldata;
+pub mod node;
 pub mod params;
 pub mod pid;
 pub mod recovery;
@@ -33,6 +34,7 @@ pub use conf::{
     pg_hba_conf, pg_ident_conf, postgres_argv, postgresql_conf, postmaster_opts, recovery_conf,
     ConfWriter, PostgresqlConf,
 };
+pub use node::{render_node, NodeFiles, NodeInput, Role};
 pub use params::{server_parameters, GucCatalog, PassThroughGucs, ServerParamsInput, SyncState};
 pub use recovery::{
     build_recovery_params, format_dsn, pgpass_content, slot_name_from_member_name,
