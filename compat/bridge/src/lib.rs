@@ -11,6 +11,7 @@ mod config;
 mod convert;
 mod dcs;
 mod logging;
+mod postgres;
 mod units;
 mod validate;
 mod yaml;
@@ -22,6 +23,7 @@ fn patroni_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     config::register(m)?;
     dcs::register(m)?;
     logging::register(m)?;
+    postgres::register(m)?;
     units::register(m)?;
     validate::register(m)?;
     Ok(())
