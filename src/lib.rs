@@ -20,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dcs;
+pub mod ha;
 pub mod logging;
 pub mod model;
 pub mod postgres;

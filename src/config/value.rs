@@ -499,6 +499,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::excessive_precision)] // exact test values on purpose
     fn float_repr_matches_python() {
         for (f, want) in [
             (1.0, "1.0"),

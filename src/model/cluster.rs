@@ -160,6 +160,23 @@ impl Cluster {
         self.leader.as_ref().and_then(|l| self.member(&l.name))
     }
 
+    /// The cluster's current timeline as the history tells it: one past
+    /// the last ended timeline; 1 for an explicitly empty history; 0 when
+    /// unknown.
+    pub fn timeline(&self) -> i64 {
+        match &self.history {
+            Some(h) if !h.lines.is_empty() => h
+                .lines
+                .last()
+                .and_then(|l| l.as_array())
+                .and_then(|l| l.first())
+                .and_then(super::member::value_as_i64)
+                .map_or(0, |t| t + 1),
+            Some(h) if h.raw == "[]" => 1,
+            _ => 0,
+        }
+    }
+
     pub fn is_unlocked(&self) -> bool {
         self.leader.is_none()
     }

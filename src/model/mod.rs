@@ -17,6 +17,7 @@ pub mod json;
 pub mod member;
 pub mod status;
 pub mod sync;
+pub mod tags;
 
 pub use cluster::{Cluster, ClusterConfig, Leader};
 pub use failover::Failover;
@@ -24,3 +25,4 @@ pub use history::{HistoryEntry, TimelineHistory};
 pub use member::{Member, MemberStatus, WalStatus};
 pub use status::Status;
 pub use sync::SyncState;
+pub use tags::Tags;

@@ -1,0 +1,11 @@
+//! The HA core: pure decisions, no IO.
+//!
+//! Each piece takes a snapshot of what the daemon observed (the DCS
+//! [`crate::model::Cluster`], the local PostgreSQL, the peers' `/patroni`
+//! answers, the settings, the time) and returns what to do and the lines
+//! Patroni would log. The daemon gathers the inputs and executes the
+//! outcome, so every decision is tested on its output with no mocks.
+//!
+//! - [`race`]: the leader race (Patroni's `_is_healthiest_node`).
+
+pub mod race;
