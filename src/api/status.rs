@@ -111,6 +111,10 @@ pub struct NodeStatus {
     pub cluster_valid: bool,
     /// Epoch seconds of the last successful DCS contact.
     pub dcs_last_seen: i64,
+    /// The last valid dynamic configuration the HA loop knows (Patroni's
+    /// in-memory `global_config`), used when the cluster view has no valid
+    /// `config` key, e.g. after the DCS was wiped. `None`: the defaults.
+    pub global_config: Option<Arc<Map<String, Value>>>,
     /// Tags from the configuration file, for `?tag_<k>=` filters.
     pub tags: Map<String, Value>,
     /// Configured tags merged with the ones the HA loop adds (e.g.
@@ -160,6 +164,7 @@ impl NodeStatus {
             cluster: None,
             cluster_valid: false,
             dcs_last_seen: 0,
+            global_config: None,
             tags: Map::new(),
             effective_tags: Map::new(),
             database_system_identifier: None,
@@ -183,11 +188,14 @@ impl NodeStatus {
     }
 
     /// The dynamic configuration the global settings come from: the last
-    /// view's, valid or not (Patroni keeps the last good one in memory).
+    /// view's `config` when it is valid (the view itself need not be
+    /// current), else the last valid one the HA loop published.
     pub fn global(&self) -> GlobalView<'_> {
-        match self.cluster.as_deref() {
-            Some(c) => GlobalView::from_cluster(c),
-            None => GlobalView { data: None },
+        match self.cluster.as_deref().map(GlobalView::from_cluster) {
+            Some(view) if view.data.is_some() => view,
+            _ => GlobalView {
+                data: self.global_config.as_deref(),
+            },
         }
     }
 
@@ -481,6 +489,20 @@ mod tests {
         assert_eq!(s.sync_flag(), None);
         // The global settings still come from the last view.
         assert!(s.global().is_synchronous_mode());
+    }
+
+    #[test]
+    fn invalid_config_falls_back_to_the_last_valid_one() {
+        let mut s = with_config("[1]");
+        assert!(!s.global().is_synchronous_mode());
+        let mut last = Map::new();
+        last.insert("synchronous_mode".into(), Value::Bool(true));
+        s.global_config = Some(Arc::new(last));
+        assert!(s.global().is_synchronous_mode());
+        // A valid config in the view wins over the fallback.
+        let mut s2 = with_config(r#"{"synchronous_mode":false}"#);
+        s2.global_config = s.global_config.clone();
+        assert!(!s2.global().is_synchronous_mode());
     }
 
     #[test]
