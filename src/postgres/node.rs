@@ -139,11 +139,15 @@ pub fn render_node(input: &NodeInput<'_>) -> Result<NodeFiles, ParamsError> {
         .get("authentication")
         .and_then(Value::as_map)
         .unwrap_or(&empty);
+    // An empty `database` is kept as Patroni keeps it (`dbname=`).
+    let database = pg
+        .get("database")
+        .map_or_else(|| "postgres".to_owned(), Value::to_string);
     let node = LocalNode {
         name,
         replication_auth: auth.get("replication").and_then(Value::as_map),
         krbsrvname: str_of(pg, "krbsrvname"),
-        database: str_of(pg, "database").unwrap_or("postgres"),
+        database: &database,
         major_version: input.major_version,
     };
     let use_slots = pg

@@ -13,7 +13,7 @@
 //! through [`ci_set`], which replaces an entry matching in any letter case
 //! and gives it the new spelling, as Patroni's dictionary does.
 
-use crate::config::units::{parse_bool, parse_int};
+use crate::config::units::{parse_bool, parse_int, parse_real};
 use crate::config::{Map, Value};
 use crate::dcs::settings::split_host_port;
 
@@ -264,15 +264,22 @@ pub fn transform_recovery_parameter(
         return match kind {
             RecoveryKind::Text => Some(value.clone()),
             RecoveryKind::Bool => parse_bool(value).map(|_| value.clone()),
-            RecoveryKind::Millis => parse_int(value, Some("ms")).map(|n| {
-                if n < 0 {
-                    Value::Int(0)
-                } else if n > i64::from(i32::MAX) {
-                    Value::Int(i64::from(i32::MAX))
-                } else {
-                    value.clone()
+            RecoveryKind::Millis => {
+                let max = i64::from(i32::MAX);
+                match parse_int(value, Some("ms")) {
+                    Some(n) if n < 0 => Some(Value::Int(0)),
+                    Some(n) if n > max => Some(Value::Int(max)),
+                    Some(_) => Some(value.clone()),
+                    // Beyond i64 (Python's ints are unbounded): still a
+                    // number, clamped like any other.
+                    None => match parse_real(value, Some("ms")) {
+                        Some(r) if r.is_finite() && r.abs() >= 9.2e18 => {
+                            Some(Value::Int(if r < 0.0 { 0 } else { max }))
+                        }
+                        _ => None,
+                    },
                 }
-            }),
+            }
             RecoveryKind::Enum(allowed) => allowed
                 .contains(&value.to_string().to_lowercase().as_str())
                 .then(|| value.clone()),
@@ -318,7 +325,16 @@ pub struct ServerParamsInput<'a> {
 /// Patroni's `ConfigHandler.get_server_parameters`.
 pub fn server_parameters(input: &ServerParamsInput<'_>) -> Result<Map, ParamsError> {
     let mut params = match input.postgresql.get("parameters") {
-        Some(Value::Map(m)) => m.clone(),
+        // Patroni holds parameters in a case-insensitive dictionary: two
+        // spellings of one name collapse into the first position with the
+        // last spelling and value.
+        Some(Value::Map(m)) => {
+            let mut collapsed = Map::new();
+            for (k, v) in m.str_entries() {
+                ci_set(&mut collapsed, k, v.clone());
+            }
+            collapsed
+        }
         Some(Value::Null) | None => return Err(ParamsError::Missing("parameters")),
         Some(other) => {
             return Err(ParamsError::Invalid {
@@ -650,6 +666,19 @@ mod tests {
         assert_eq!(
             transform_recovery_parameter(&c, 150000, "recovery_min_apply_delay", &v("-5")),
             Some(Value::Int(0))
+        );
+        assert_eq!(
+            transform_recovery_parameter(
+                &c,
+                150000,
+                "recovery_min_apply_delay",
+                &Value::Float(1e20)
+            ),
+            Some(Value::Int(2147483647))
+        );
+        assert_eq!(
+            transform_recovery_parameter(&c, 150000, "recovery_min_apply_delay", &v("soon")),
+            None
         );
         assert_eq!(
             transform_recovery_parameter(&c, 150000, "recovery_min_apply_delay", &v("1min")),
