@@ -858,6 +858,7 @@ from urllib.parse import urlparse, parse_qs
 from patroni.api import RestApiHandler
 from patroni.dcs import Cluster, ClusterConfig, Failover, Leader, Member, Status, SyncState
 from patroni.exceptions import PostgresConnectionException
+from patroni.postgresql.misc import PostgresqlState
 from patroni import global_config
 from patroni.tags import Tags
 
@@ -880,6 +881,8 @@ def cluster_of(keys):
     sync = SyncState.from_node(parts['sync'][1], parts['sync'][0]) if 'sync' in parts else SyncState.empty()
     status = Status.from_node(parts['status'][0]) if 'status' in parts else Status(0, None, [])
     return Cluster(None, config, leader, status, members, None, sync, None, None)
+
+READINESS_QUERIES = ['', 'lag=100', 'lag=abc', 'mode=write', 'lag=0&mode=write', 'lag=5kB']
 
 def ts(text):
     return datetime.datetime.fromisoformat(text) if text else None
@@ -906,7 +909,7 @@ for line in sys.stdin:
             return 'streaming'
         return 'in archive recovery' if restore else None
     node.postgresql = types.SimpleNamespace(
-        state=sc['state'], role=sc['mem_role'], major_version=150000, server_version=150020,
+        state=PostgresqlState(sc['state']), role=sc['mem_role'], major_version=150000, server_version=150020,
         name=sc['name'], scope='demo', sysid='7710799292757857557', pending_restart_reason={},
         POSTMASTER_START_TIME='x', TL_LSN='x', wal_name='wal', lsn_name='lsn', wal_flush='_flush',
         replica_cached_timeline=lambda tl: sc['cached_timeline'],
@@ -930,8 +933,26 @@ for line in sys.stdin:
         h._write_status_response = lambda code, body, h=h: RestApiHandler._write_status_response(h, code, body)
         RestApiHandler.do_GET(h)
         out.append(res[0])
-    print(json.dumps(out))
+    ready = []
+    for q in READINESS_QUERIES:
+        h.path_query = parse_qs(q) or {}
+        ready.append(200 if RestApiHandler._readiness(h) is None else 503)
+    metrics = []
+    h.write_response = lambda code, body, content_type=None, headers=None: metrics.append(body)
+    RestApiHandler.do_GET_metrics(h)
+    print(json.dumps({'get': out, 'readiness': ready, 'metrics': metrics[0]}))
 "#;
+
+/// The readiness queries the harness evaluates (keep in sync with
+/// `READINESS_QUERIES` in the harness).
+const READINESS_QUERIES: [&str; 6] = [
+    "",
+    "lag=100",
+    "lag=abc",
+    "mode=write",
+    "lag=0&mode=write",
+    "lag=5kB",
+];
 
 /// A small deterministic generator (64-bit LCG) for scenarios.
 struct Lcg(u64);
@@ -1129,9 +1150,10 @@ fn scenario(rng: &mut Lcg) -> (Value, NodeStatus) {
     (json, s)
 }
 
-/// Health codes and bodies of the generic GET handler against Patroni's
-/// own code on generated situations (roles, states, DCS validity, pause,
-/// sync/quorum/standby configurations, lag, tags).
+/// Health codes and bodies of the generic GET handler, `/readiness` codes
+/// and the `/metrics` text against Patroni's own code on generated
+/// situations (roles, states, PostgreSQL down or unreachable, DCS
+/// validity, pause, sync/quorum/standby configurations, lag, tags).
 #[test]
 fn health_checks_match_patroni_on_generated_scenarios() {
     let python = "/opt/patroni-rs/venv/bin/python";
@@ -1176,7 +1198,33 @@ fn health_checks_match_patroni_on_generated_scenarios() {
     let mut failures = Vec::new();
     let mut ok_codes = 0;
     for ((json, status), line) in scenarios.iter().zip(lines) {
-        let python: Vec<(u16, String)> = serde_json::from_str(line).unwrap_or_default();
+        let answer: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+        let python: Vec<(u16, String)> =
+            serde_json::from_value(answer["get"].clone()).unwrap_or_default();
+        assert_eq!(python.len(), DIFF_PATHS.len());
+        let metrics = answer["metrics"].as_str().unwrap_or("");
+        assert!(metrics.starts_with("# HELP patroni_version"), "{metrics}");
+        let ours_metrics = patroni::api::bodies::metrics_body(status);
+        if metrics != ours_metrics {
+            failures.push(format!(
+                "/metrics in {json}\n  python {metrics}\n  ours   {ours_metrics}"
+            ));
+        }
+        let ready: Vec<u16> =
+            serde_json::from_value(answer["readiness"].clone()).unwrap_or_default();
+        for (q, code) in READINESS_QUERIES.iter().zip(&ready) {
+            let ours = patroni::api::health::readiness_status(
+                status,
+                &patroni::api::health::Query::parse(q),
+            );
+            ok_codes += usize::from(*code == 200);
+            if ours != *code {
+                failures.push(format!(
+                    "/readiness?{q} in {json}\n  python {code}\n  ours   {ours}"
+                ));
+            }
+        }
+        assert_eq!(ready.len(), READINESS_QUERIES.len());
         for (url, (code, body)) in DIFF_PATHS.iter().zip(python) {
             let (path, query) = url.split_once('?').unwrap_or((url, ""));
             let ours = patroni::api::health::health_status(
