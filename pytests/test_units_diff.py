@@ -85,3 +85,29 @@ def test_overflow_is_none_not_a_crash():
     assert patroni_rs.parse_int("1e400") is None
     assert patroni_rs.parse_int("99999999999999999999999") is None
     assert patroni_rs.parse_int("1TB", "0kB") is None
+
+
+def test_float_repr_at_every_binade_edge():
+    """Shortest round-trip digits with Python's choice between equally short
+    strings: next to powers of two the round-trip interval is lopsided."""
+    import struct
+    checked = 0
+    for e in range(-1074, 1024):
+        base = 2.0 ** e if e > -1023 else 5e-324 * 2 ** (e + 1074)
+        bits = struct.unpack("<Q", struct.pack("<d", base))[0]
+        for delta in (-1, 0, 1):
+            x = struct.unpack("<d", struct.pack("<Q", (bits + delta) % 2**64))[0]
+            if x != x or x in (float("inf"), float("-inf")):
+                continue
+            for v in (x, -x):
+                assert patroni_rs.float_repr(v) == repr(v), v
+                checked += 1
+    assert checked > 10000
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+@example(562949953421312.25)
+@example(5.9604644775390625e-08)
+def test_float_repr_matches_python(x):
+    assert patroni_rs.float_repr(x) == repr(x)

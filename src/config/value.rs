@@ -393,7 +393,13 @@ pub fn python_float_repr(f: f64) -> String {
         .filter(char::is_ascii_digit)
         .count()
         .max(1);
-    let rounded = format!("{:.*e}", digits - 1, f.abs());
+    let mut rounded = format!("{:.*e}", digits - 1, f.abs());
+    // Next to a power of two the round-trip interval is lopsided, and the
+    // nearest string of that length may not read back: then the shortest
+    // string Rust found is the only one that does.
+    if rounded.parse::<f64>().ok() != Some(f.abs()) {
+        rounded = shortest;
+    }
     let (mantissa, exp) = rounded.split_once('e').unwrap_or((&rounded, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let mut d: String = mantissa.chars().filter(char::is_ascii_digit).collect();
@@ -508,6 +514,7 @@ mod tests {
             (1.5e-7, "1.5e-07"),
             (6.103515625e-05, "6.103515625e-05"),
             (562949953421312.25, "562949953421312.2"),
+            (5.9604644775390625e-08, "5.960464477539063e-08"),
             (-0.0, "-0.0"),
             (0.0, "0.0"),
             (-1.5, "-1.5"),

@@ -23,7 +23,14 @@ fn parse_real(value: &Bound<'_, PyAny>, base_unit: Option<&str>) -> PyResult<Opt
     Ok(units::parse_real(&from_py(value)?, base_unit))
 }
 
+/// Python's `repr(float)` as we write it (in JSON, YAML and messages).
+#[pyfunction]
+fn float_repr(value: f64) -> String {
+    patroni::config::value::python_float_repr(value)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(float_repr, m)?)?;
     m.add_function(wrap_pyfunction!(parse_bool, m)?)?;
     m.add_function(wrap_pyfunction!(parse_int, m)?)?;
     m.add_function(wrap_pyfunction!(parse_real, m)?)?;
