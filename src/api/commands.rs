@@ -17,6 +17,10 @@
 //!   handler raises and the client sees the connection closed.
 //! - POST /restart decides "paused" from the published snapshot instead of
 //!   a fresh DCS read.
+//! - A switchover with a valid `scheduled_at` that then fails a 400 check
+//!   (e.g. leader == candidate) crashes Patroni's handler (its status code
+//!   is left unset) and the client sees the connection closed; we answer
+//!   400 with the message.
 
 use std::sync::Arc;
 use std::time::Duration;
