@@ -262,9 +262,10 @@ def scenarios(draw):
     return build, major, role, source, remote, enforce
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_generated_configurations(scenario):
+    event("role={0[2]} major={0[1]}".format(scenario))
     result = compare(*scenario)
     event("python refused: " + result if isinstance(result, str) else "compared")
 
