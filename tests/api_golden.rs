@@ -1,12 +1,20 @@
-//! The REST API against captures from a real Patroni 4.1.5 cluster.
+//! The REST API against a real Patroni 4.1.5: golden captures and
+//! Patroni's own handler code.
 //!
-//! For each node of `etcd3/rest/01-baseline-sync-off` we rebuild the
-//! published snapshot from what the capture shows at that moment (the
-//! node's own `GET /patroni` body, its configuration file, and the DCS dump
-//! `etcd3/dcs/01-baseline-sync-off`, taken in the same second), start our
-//! server on a loopback port, replay every captured request over a raw
-//! socket and compare status line, headers (all but `Date`) and body bytes.
-//! Only `dcs_last_seen` is masked: Patroni refreshed it between requests.
+//! Golden replays ([`labels`], [`framing`], [`writes`]): for each captured
+//! node we rebuild the published snapshot from what the capture shows at
+//! that moment (the node's own `GET /patroni` body, its configuration file,
+//! and the DCS dump taken in the same second), start our server on a
+//! loopback port, replay every captured request over a raw socket and
+//! compare status line, headers (all but `Date`) and body bytes. Only
+//! `dcs_last_seen` is masked: Patroni refreshed it between requests.
+//!
+//! Differential tests ([`diff_health`], [`diff_writes`]) run Patroni's own
+//! handlers in the project venv on generated situations and compare codes,
+//! bodies and messages; they are skipped when the venv is missing.
+//!
+//! This file holds the shared helpers: snapshots from captures, a scripted
+//! HA loop, and a raw-socket client.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
