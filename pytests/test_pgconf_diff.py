@@ -79,15 +79,15 @@ ROLES = {"primary": PostgresqlRole.PRIMARY, "replica": PostgresqlRole.REPLICA,
          "standby_leader": PostgresqlRole.STANDBY_LEADER}
 
 
-def run_python(cfg, major, role, source, remote, enforce):
+def run_python(cfg, major, role, source, remote, enforce, controldata=None):
     """What Python Patroni writes; paths are those in `cfg`."""
     data = cfg["data_dir"]
     os.makedirs(data)
-    open(os.path.join(data, cfg.get("config_base_name", "postgresql") + ".conf"), "w").close()
+    open(os.path.join(cfg.get("config_dir") or data, cfg.get("config_base_name", "postgresql") + ".conf"), "w").close()
     gucs = available_gucs()
     with mock.patch.object(Postgresql, "get_major_version", return_value=major), \
             mock.patch.object(Postgresql, "_get_gucs", return_value=gucs), \
-            mock.patch.object(Postgresql, "controldata", return_value={}), \
+            mock.patch.object(Postgresql, "controldata", return_value=dict(controldata or {})), \
             mock.patch("patroni.postgresql.config.ConfigHandler.pg_version",
                        new_callable=mock.PropertyMock, return_value=major + 5):
         p = Postgresql(cfg, mock.Mock())
@@ -127,27 +127,27 @@ def run_python(cfg, major, role, source, remote, enforce):
     }
 
 
-def run_ours(cfg, major, role, source, remote, enforce):
+def run_ours(cfg, major, role, source, remote, enforce, controldata=None):
     cfg = {**cfg, "parameters": dict(cfg["parameters"])}
     effective = {"scope": cfg["scope"], "name": cfg["name"], "postgresql": cfg}
     out = patroni_rs.render_pg_files(effective, major, major + 5, role, source=source, remote=remote,
                                      enforce_hot_standby_feedback=enforce, catalog=Catalog(available_gucs()),
-                                     cwd=os.getcwd(), home=os.path.expanduser("~"))
+                                     cwd=os.getcwd(), home=os.path.expanduser("~"), controldata=controldata)
     out.pop("pgpass_path")
     return out
 
 
-def compare(cfg_builder, major, role, source, remote, enforce):
+def compare(cfg_builder, major, role, source, remote, enforce, controldata=None):
     tmp = tempfile.mkdtemp()
     try:
         cfg = cfg_builder(tmp)
         try:
-            theirs = run_python(cfg, major, role, source, remote, enforce)
+            theirs = run_python(cfg, major, role, source, remote, enforce, controldata)
         except Exception as e:  # Patroni refuses this configuration
             with pytest.raises(ValueError):
-                run_ours(cfg_builder(tmp), major, role, source, remote, enforce)
+                run_ours(cfg_builder(tmp), major, role, source, remote, enforce, controldata)
             return type(e).__name__
-        ours = run_ours(cfg_builder(tmp), major, role, source, remote, enforce)
+        ours = run_ours(cfg_builder(tmp), major, role, source, remote, enforce, controldata)
         # Python leaves an untouched file; ours says "do not write" (None).
         for key in ("pg_hba_conf", "pg_ident_conf"):
             if ours[key] is None and theirs[key] is not None:
@@ -251,6 +251,13 @@ def scenarios(draw):
         # Patroni's get_remote_member: no slot unless one is configured.
         source = (source[0], {**source[1], "no_replication_slot": "primary_slot_name" not in source[1]})
     enforce = draw(st.booleans())
+    # A replica starts with pg_control's values where they are higher.
+    controldata = draw(st.dictionaries(st.sampled_from([
+        "max_connections setting", "max_prepared_xacts setting", "max_locks_per_xact setting",
+        "max_worker_processes setting", "max_wal_senders setting"]),
+        st.sampled_from(["0", "5", "200", "1000", "x"]), max_size=5))
+    config_dir = draw(st.sampled_from([None, "conf"]))
+    krbsrvname = draw(st.sampled_from([None, None, "postgres"]))
 
     def build(tmp):
         cfg = base_config(tmp)
@@ -258,8 +265,13 @@ def scenarios(draw):
         cfg["authentication"] = {"replication": dict(auth), "superuser": {"username": "postgres"}}
         cfg.update({k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
                     for k, v in extra.items()})
+        if config_dir:
+            cfg["config_dir"] = os.path.join(tmp, config_dir)
+            os.makedirs(cfg["config_dir"], exist_ok=True)
+        if krbsrvname:
+            cfg["krbsrvname"] = krbsrvname
         return cfg
-    return build, major, role, source, remote, enforce
+    return build, major, role, source, remote, enforce, controldata
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -65,10 +65,11 @@ fn as_map(v: Value, what: &str) -> PyResult<Map> {
 /// `standby_leader`; `source` is `(name, member data)` of the member to
 /// stream from. Returns a dict with `postgresql_conf`, `pg_hba_conf`,
 /// `pg_ident_conf`, `recovery_conf`, `signal`, `pgpass`, `pgpass_path`
-/// and `argv`.
+/// and `argv`. `controldata` is parsed `pg_controldata` output.
 #[pyfunction]
 #[pyo3(signature = (effective, major_version, pg_version, role, source=None, remote=false,
-                    enforce_hot_standby_feedback=false, catalog=None, cwd="/", home="/"))]
+                    enforce_hot_standby_feedback=false, catalog=None, cwd="/", home="/",
+                    controldata=None))]
 #[allow(clippy::too_many_arguments)]
 fn render_pg_files<'py>(
     py: Python<'py>,
@@ -82,6 +83,7 @@ fn render_pg_files<'py>(
     catalog: Option<Bound<'py, PyAny>>,
     cwd: &str,
     home: &str,
+    controldata: Option<std::collections::BTreeMap<String, String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let effective = as_map(from_py(effective)?, "effective")?;
     let role = match role {
@@ -113,7 +115,7 @@ fn render_pg_files<'py>(
         source: source.as_ref(),
         enforce_hot_standby_feedback,
         sync: None,
-        controldata: None,
+        controldata: controldata.as_ref(),
         catalog,
         cwd,
         home,
