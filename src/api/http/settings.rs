@@ -89,6 +89,8 @@ pub struct ApiSettings {
     pub allowlist_include_members: bool,
     pub limits: Limits,
     pub poll: PollTiming,
+    /// `request_queue_size`: the listen backlog for [`bind_listen`].
+    pub request_queue_size: u32,
 }
 
 /// The Python default `Server` header, which Patroni keeps unless
@@ -105,6 +107,7 @@ impl ApiSettings {
             allowlist_include_members: false,
             limits: Limits::default(),
             poll: PollTiming::default(),
+            request_queue_size: 5,
         }
     }
 
@@ -163,6 +166,13 @@ impl ApiSettings {
                 }
             }
         }
+        if let Some(size) = restapi
+            .get("request_queue_size")
+            .and_then(|v| crate::config::units::parse_int(v, None))
+            .and_then(|n| u32::try_from(n).ok())
+        {
+            s.request_queue_size = size;
+        }
         s.allowlist_include_members = restapi
             .get("allowlist_include_members")
             .is_some_and(V::truthy);
@@ -209,10 +219,12 @@ pub fn split_listen(listen: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
-/// Bind `restapi.listen`. An empty host or `*` listens on every address:
-/// the IPv6 wildcard (dual stack on Linux) when available, else IPv4, the
+/// Bind `restapi.listen` with `restapi.request_queue_size` as the listen
+/// backlog (Patroni's default is 5) and address reuse, as Python's
+/// `HTTPServer` does. An empty host or `*` listens on every address: the
+/// IPv6 wildcard (dual stack on Linux) when available, else IPv4, the
 /// preference Patroni has. Host names resolve with IPv6 addresses first.
-pub async fn bind_listen(listen: &str) -> io::Result<TcpListener> {
+pub async fn bind_listen(listen: &str, backlog: u32) -> io::Result<TcpListener> {
     let (host, port) =
         split_listen(listen).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let candidates: Vec<SocketAddr> = if host.is_empty() || host == "*" {
@@ -232,13 +244,26 @@ pub async fn bind_listen(listen: &str) -> io::Result<TcpListener> {
         format!("no address for {listen}"),
     );
     for addr in candidates {
-        match TcpListener::bind(addr).await {
+        match bind_one(addr, backlog) {
             Ok(l) => return Ok(l),
             Err(e) => last = e,
         }
     }
     Err(io::Error::new(
         last.kind(),
-        format!("Couldn't start a service on '{listen}', please check your `restapi.listen` configuration: {last}"),
+        format!(
+            "Couldn't start a service on '{listen}', please check your `restapi.listen` configuration: {last}"
+        ),
     ))
+}
+
+fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog.max(1))
 }

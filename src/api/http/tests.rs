@@ -55,14 +55,14 @@ fn listen_addresses() {
 
 #[tokio::test]
 async fn binds_listen_address() {
-    let l = bind_listen("127.0.0.1:0").await;
+    let l = bind_listen("127.0.0.1:0", 5).await;
     assert!(l.is_ok_and(|l| l.local_addr().is_ok_and(|a| a.ip().is_loopback())));
-    assert!(bind_listen("nonsense").await.is_err());
+    assert!(bind_listen("nonsense", 5).await.is_err());
 }
 
 #[test]
 fn settings_from_restapi_section() {
-    let yaml = "authentication:\n  username: patroni\n  password: rest-secret\nserver_tokens: ProductOnly\nhttp_extra_headers:\n  X-A: one\n  X-B: 2\nallowlist: [10.0.0.0/8, 127.0.0.1, bad/host]\nallowlist_include_members: true\n";
+    let yaml = "authentication:\n  username: patroni\n  password: rest-secret\nserver_tokens: ProductOnly\nhttp_extra_headers:\n  X-A: one\n  X-B: 2\nallowlist: [10.0.0.0/8, 127.0.0.1, bad/host]\nallowlist_include_members: true\nrequest_queue_size: 17\n";
     let v = crate::config::yaml::load(yaml).unwrap_or(crate::config::value::Value::Null);
     let empty = crate::config::value::Map::new();
     let s = ApiSettings::from_restapi(v.as_map().unwrap_or(&empty));
@@ -77,6 +77,8 @@ fn settings_from_restapi_section() {
     assert_eq!(s.auth_key.as_deref(), Some("cGF0cm9uaTpyZXN0LXNlY3JldA=="));
     assert_eq!(s.allowlist.len(), 2);
     assert!(s.allowlist_include_members);
+    assert_eq!(s.request_queue_size, 17);
+    assert_eq!(ApiSettings::new().request_queue_size, 5);
     let d = ApiSettings::from_restapi(&empty);
     assert_eq!(d.server_header, PYTHON_SERVER_HEADER);
     assert_eq!(d.auth_key, None);
