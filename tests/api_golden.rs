@@ -9,7 +9,7 @@
 //! compare status line, headers (all but `Date`) and body bytes. Only
 //! `dcs_last_seen` is masked: Patroni refreshed it between requests.
 //!
-//! Differential tests ([`diff_health`], [`diff_writes`]) run Patroni's own
+//! Differential tests ([`diff_health`], [`diff_writes`], [`diff_cluster`]) run Patroni's own
 //! handlers in the project venv on generated situations and compare codes,
 //! bodies and messages; they are skipped when the venv is missing.
 //!
@@ -383,6 +383,8 @@ fn mask(body: &str) -> String {
     re.replace_all(body, "${1}N").into_owned()
 }
 
+#[path = "api_golden/diff_cluster.rs"]
+mod diff_cluster;
 #[path = "api_golden/diff_health.rs"]
 mod diff_health;
 #[path = "api_golden/diff_writes.rs"]
