@@ -220,6 +220,69 @@ pub fn pg_ident_conf(
     lines_file(postgresql.get("pg_ident")?)
 }
 
+/// `pg_hba.conf` during a custom bootstrap: Patroni does not know the
+/// superuser password yet, so it opens `trust` access for the replication
+/// user and the superuser (or `all`) from the local socket and from each
+/// address the replication host resolves to (`addresses`, the caller's
+/// `getaddrinfo` results as `ip/32`, in order and without duplicates).
+pub fn custom_bootstrap_pg_hba(
+    replication_user: &str,
+    superuser: Option<&str>,
+    local_socket: bool,
+    addresses: &[String],
+) -> String {
+    let superuser = superuser.filter(|s| !s.is_empty()).unwrap_or("all");
+    let mut entries: Vec<(&str, &str)> = Vec::new();
+    if local_socket {
+        entries.push(("", "local"));
+    }
+    for address in addresses {
+        if !entries.iter().any(|(a, _)| a == address) {
+            entries.push((address, "host"));
+        }
+    }
+    let mut w = ConfWriter::new();
+    for (address, kind) in entries {
+        w.line(&format!(
+            "{kind}\treplication\t{replication_user}\t{address}\ttrust\n\
+             {kind}\tall\t{superuser}\t{address}\ttrust"
+        ));
+    }
+    w.finish()
+}
+
+/// Patroni's `_sanitize_auto_conf`: `postgresql.auto.conf` without the
+/// lines that set recovery parameters (written there by `ALTER SYSTEM` or
+/// backup tools, they would override Patroni's). `None` when nothing has
+/// to go, so the file is left untouched.
+pub fn sanitize_auto_conf(text: &str) -> Option<String> {
+    let mut kept = String::with_capacity(text.len());
+    let mut removed = false;
+    for raw in text.split_inclusive('\n') {
+        if setting_name(raw.trim()).is_some_and(crate::postgres::params::is_recovery_parameter) {
+            removed = true;
+        } else {
+            kept.push_str(raw);
+        }
+    }
+    removed.then_some(kept)
+}
+
+/// The name set by a `name = value` line: lower-case letters and `_` at
+/// the very start, then optional blanks and `=` (Patroni's pattern).
+fn setting_name(line: &str) -> Option<&str> {
+    let end = line
+        .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+        .unwrap_or(line.len());
+    if end == 0 {
+        return None;
+    }
+    line[end..]
+        .trim_start()
+        .starts_with('=')
+        .then(|| &line[..end])
+}
+
 /// The `postgres` command line: `-D`, `--config-file` and the
 /// command-line options in Patroni's fixed order (the `wal_keep_*` pair
 /// stays in the file).
@@ -347,6 +410,34 @@ mod tests {
             pg_hba_conf(&pg, &Map::new(), "/d/pg_hba.conf"),
             Some(format!("{HEADER}local all\n"))
         );
+    }
+
+    #[test]
+    fn custom_bootstrap_trusts_local_and_resolved_addresses() {
+        let text = custom_bootstrap_pg_hba(
+            "rep",
+            None,
+            true,
+            &["10.0.0.1/32".to_owned(), "10.0.0.1/32".to_owned()],
+        );
+        assert_eq!(
+            text,
+            format!(
+                "{HEADER}local\treplication\trep\t\ttrust\nlocal\tall\tall\t\ttrust\n\
+                 host\treplication\trep\t10.0.0.1/32\ttrust\nhost\tall\tall\t10.0.0.1/32\ttrust\n"
+            )
+        );
+    }
+
+    #[test]
+    fn auto_conf_loses_recovery_settings_only() {
+        let text = "# comment\nprimary_conninfo = 'x'\nwork_mem='1MB'\n  restore_command='cp'\n\
+                    Restore_command = 'kept'\nstandby_mode\n";
+        assert_eq!(
+            sanitize_auto_conf(text).as_deref(),
+            Some("# comment\nwork_mem='1MB'\nRestore_command = 'kept'\nstandby_mode\n")
+        );
+        assert_eq!(sanitize_auto_conf("work_mem = '1MB'\n"), None);
     }
 
     #[test]

@@ -160,7 +160,32 @@ fn parse_controldata(output: &str) -> std::collections::BTreeMap<String, String>
     patroni::postgres::controldata::parse(output)
 }
 
+/// `ConfigHandler._sanitize_auto_conf` over a file's text.
+#[pyfunction]
+fn sanitize_auto_conf(text: &str) -> Option<String> {
+    patroni::postgres::conf::sanitize_auto_conf(text)
+}
+
+/// `replace_pg_hba` during a custom bootstrap, with resolved addresses.
+#[pyfunction]
+#[pyo3(signature = (replication_user, superuser, local_socket, addresses))]
+fn custom_bootstrap_pg_hba(
+    replication_user: &str,
+    superuser: Option<&str>,
+    local_socket: bool,
+    addresses: Vec<String>,
+) -> String {
+    patroni::postgres::conf::custom_bootstrap_pg_hba(
+        replication_user,
+        superuser,
+        local_socket,
+        &addresses,
+    )
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(sanitize_auto_conf, m)?)?;
+    m.add_function(wrap_pyfunction!(custom_bootstrap_pg_hba, m)?)?;
     m.add_function(wrap_pyfunction!(render_pg_files, m)?)?;
     m.add_function(wrap_pyfunction!(slot_name_from_member_name, m)?)?;
     m.add_function(wrap_pyfunction!(format_dsn, m)?)?;
