@@ -374,16 +374,69 @@ pub(crate) fn json_truthy(v: &Value) -> bool {
     }
 }
 
-/// Python's `str()` of a JSON scalar (`True`, `None`, `1`), as Patroni
-/// compares configuration values.
+/// Python's `str()` of a JSON value (`True`, `None`, `1`, `[1, 'a']`), as
+/// Patroni compares tag and configuration values.
 pub(crate) fn python_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => python_repr(other),
+    }
+}
+
+/// Python's `repr()` of a JSON value: what `str()` shows for containers.
+fn python_repr(v: &Value) -> String {
     match v {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
-        Value::String(s) => s.clone(),
-        other => crate::model::json::compact(other),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => crate::config::value::python_float_repr(f),
+            None => n.to_string(),
+        },
+        Value::String(s) => string_repr(s),
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(python_repr).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        Value::Object(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", string_repr(k), python_repr(v)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
     }
+}
+
+/// Python's `repr()` of a string: single quotes unless the text has a
+/// single quote and no double quote; backslash, quote and control
+/// characters escaped.
+fn string_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// Hands out the latest [`NodeStatus`]. Readers never block: `current()`
@@ -513,6 +566,29 @@ mod tests {
         assert_eq!(s.reported_state(), "unknown");
         s.postgres.state = "stopped".into();
         assert_eq!(s.reported_state(), "stopped");
+    }
+
+    #[test]
+    fn python_text_of_values() {
+        let cases = [
+            (serde_json::json!(null), "None"),
+            (serde_json::json!(true), "True"),
+            (serde_json::json!(3), "3"),
+            (serde_json::json!(1.5), "1.5"),
+            (serde_json::json!(1e20), "1e+20"),
+            (serde_json::json!("it's"), "it's"),
+            (
+                serde_json::json!([1, "a", null, ["it's"]]),
+                r#"[1, 'a', None, ["it's"]]"#,
+            ),
+            (
+                serde_json::json!({"k": false, "t": "x\ny"}),
+                r#"{'k': False, 't': 'x\ny'}"#,
+            ),
+        ];
+        for (value, text) in cases {
+            assert_eq!(python_str(&value), text, "{value}");
+        }
     }
 
     #[test]

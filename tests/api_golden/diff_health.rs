@@ -125,7 +125,7 @@ impl Lcg {
     }
 }
 
-const DIFF_PATHS: [&str; 36] = [
+const DIFF_PATHS: [&str; 37] = [
     "/",
     "/primary",
     "/master",
@@ -162,6 +162,7 @@ const DIFF_PATHS: [&str; 36] = [
     "/leader?lag=0",
     "/x/replica/y",
     "/read-only-sync?lag=0&tag_flag=false",
+    "/replica?tag_list=%5B1,+%27a%27%5D",
 ];
 
 /// One random situation, as JSON for the harness and as our snapshot.
@@ -234,7 +235,7 @@ fn scenario(rng: &mut Lcg) -> (Value, NodeStatus) {
     let tags = rng
         .pick(&[
             serde_json::json!({}),
-            serde_json::json!({"dc": "dc1", "flag": true, "num": 3}),
+            serde_json::json!({"dc": "dc1", "flag": true, "num": 3, "list": [1, "A"]}),
             serde_json::json!({"noloadbalance": true, "dc": "dc2"}),
             serde_json::json!({"nofailover": true, "flag": false}),
         ])
