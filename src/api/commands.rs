@@ -17,6 +17,9 @@
 //!   handler raises and the client sees the connection closed.
 //! - POST /restart decides "paused" from the published snapshot instead of
 //!   a fresh DCS read.
+//! - POST /reinitialize with an unparsable body: Patroni sends the 400
+//!   page and then still starts the reinitialization (writing a second
+//!   response); we only send the 400 and do nothing.
 //! - A switchover with a valid `scheduled_at` that then fails a 400 check
 //!   (e.g. leader == candidate) crashes Patroni's handler (its status code
 //!   is left unset) and the client sees the connection closed; we answer
