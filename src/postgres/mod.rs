@@ -17,6 +17,7 @@
 //! - [`params`]: from the `postgresql` configuration section to the server
 //!   parameters Patroni manages (`cluster_name`, `listen_addresses`,
 //!   `port`, version renames, `CMDLINE_OPTIONS`).
+//! - [`guc`]: GUC value validation (the catalog hook, recovery parameters).
 //! - [`recovery`]: replication source, `primary_conninfo`, recovery
 //!   parameters, `.pgpass`, slot names.
 //! - [`conf`]: the text of the configuration files and the command line.
@@ -25,6 +26,7 @@
 
 pub mod conf;
 pub mod controldata;
+pub mod guc;
 pub mod node;
 pub mod params;
 pub mod pid;
