@@ -21,6 +21,7 @@ from unittest import mock
 import patroni_rs
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
+from patroni import global_config
 from patroni.collections import CaseInsensitiveDict
 from patroni.dcs import Member, RemoteMember
 from patroni.postgresql import Postgresql
@@ -62,6 +63,13 @@ class Catalog:
         return name in self.gucs
 
 
+@pytest.fixture(autouse=True)
+def restore_global_config():
+    saved = global_config._GlobalConfig__config
+    yield
+    global_config._GlobalConfig__config = saved
+
+
 def base_config(tmp):
     return {
         "name": "node1", "scope": "demo", "retry_timeout": 10,
@@ -79,7 +87,7 @@ ROLES = {"primary": PostgresqlRole.PRIMARY, "replica": PostgresqlRole.REPLICA,
          "standby_leader": PostgresqlRole.STANDBY_LEADER}
 
 
-def run_python(cfg, major, role, source, remote, enforce, controldata=None):
+def run_python(cfg, major, role, source, remote, enforce, controldata=None, sync=None):
     """What Python Patroni writes; paths are those in `cfg`."""
     data = cfg["data_dir"]
     os.makedirs(data)
@@ -93,6 +101,13 @@ def run_python(cfg, major, role, source, remote, enforce, controldata=None):
         p = Postgresql(cfg, mock.Mock())
         p._enforce_hot_standby_feedback = enforce
         p.set_role(ROLES[role])
+        # Cluster-wide settings come from the global configuration
+        # (restored by the `restore_global_config` fixture).
+        global_config.update(None, {"synchronous_mode": sync is not None, "synchronous_mode_strict": bool(sync),
+                                    "postgresql": {"use_slots": cfg.get("use_slots", True)}})
+        # Recompute with the role set (the constructor saw no role yet).
+        p.config._server_parameters = CaseInsensitiveDict()
+        p.config.setup_server_parameters()
         if role != "primary":
             member = None
             if source:
@@ -127,27 +142,28 @@ def run_python(cfg, major, role, source, remote, enforce, controldata=None):
     }
 
 
-def run_ours(cfg, major, role, source, remote, enforce, controldata=None):
+def run_ours(cfg, major, role, source, remote, enforce, controldata=None, sync=None):
     cfg = {**cfg, "parameters": dict(cfg["parameters"])}
     effective = {"scope": cfg["scope"], "name": cfg["name"], "postgresql": cfg}
     out = patroni_rs.render_pg_files(effective, major, major + 5, role, source=source, remote=remote,
                                      enforce_hot_standby_feedback=enforce, catalog=Catalog(available_gucs()),
-                                     cwd=os.getcwd(), home=os.path.expanduser("~"), controldata=controldata)
+                                     cwd=os.getcwd(), home=os.path.expanduser("~"), controldata=controldata,
+                                     synchronous_mode_strict=sync)
     out.pop("pgpass_path")
     return out
 
 
-def compare(cfg_builder, major, role, source, remote, enforce, controldata=None):
+def compare(cfg_builder, major, role, source, remote, enforce, controldata=None, sync=None):
     tmp = tempfile.mkdtemp()
     try:
         cfg = cfg_builder(tmp)
         try:
-            theirs = run_python(cfg, major, role, source, remote, enforce, controldata)
+            theirs = run_python(cfg, major, role, source, remote, enforce, controldata, sync)
         except Exception as e:  # Patroni refuses this configuration
             with pytest.raises(ValueError):
-                run_ours(cfg_builder(tmp), major, role, source, remote, enforce, controldata)
+                run_ours(cfg_builder(tmp), major, role, source, remote, enforce, controldata, sync)
             return type(e).__name__
-        ours = run_ours(cfg_builder(tmp), major, role, source, remote, enforce, controldata)
+        ours = run_ours(cfg_builder(tmp), major, role, source, remote, enforce, controldata, sync)
         # Python leaves an untouched file; ours says "do not write" (None).
         for key in ("pg_hba_conf", "pg_ident_conf"):
             if ours[key] is None and theirs[key] is not None:
@@ -178,7 +194,7 @@ NAMES = st.sampled_from([
     "trigger_file", "pg_stat_statements.max", "my.setting", "password_encryption",
     "checkpoint_completion_target", "random_page_cost", "not_a_guc", "search_path", "listen_addresses",
     "port", "cluster_name", "hot_standby_feedback", "primary_conninfo", "standby_mode", "Work_Mem",
-    "Max_Wal_Senders",
+    "Max_Wal_Senders", "synchronous_standby_names",
     "recovery_target_action", "archive_cleanup_command", "wal_keep_segments"])
 PARAMS = st.dictionaries(NAMES, VALUES, max_size=8)
 PATH_PARAMS = st.fixed_dictionaries({}, optional={
@@ -258,6 +274,8 @@ def scenarios(draw):
         st.sampled_from(["0", "5", "200", "1000", "x"]), max_size=5))
     config_dir = draw(st.sampled_from([None, "conf"]))
     krbsrvname = draw(st.sampled_from([None, None, "postgres"]))
+    sync = draw(st.sampled_from([None, None, False, True]))  # None: synchronous_mode off
+    use_slots = draw(st.sampled_from([None, None, False, "off", "on"]))
 
     def build(tmp):
         cfg = base_config(tmp)
@@ -270,8 +288,10 @@ def scenarios(draw):
             os.makedirs(cfg["config_dir"], exist_ok=True)
         if krbsrvname:
             cfg["krbsrvname"] = krbsrvname
+        if use_slots is not None:
+            cfg["use_slots"] = use_slots
         return cfg
-    return build, major, role, source, remote, enforce, controldata
+    return build, major, role, source, remote, enforce, controldata, sync
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

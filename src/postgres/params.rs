@@ -283,15 +283,19 @@ pub fn join_path(base: &str, path: &str) -> String {
 }
 
 /// Python's `int(value)` for what a YAML document can hold: booleans
-/// count as 0/1, floats truncate, strings must be a plain integer.
-fn python_int(value: &Value) -> Option<i64> {
+/// count as 0/1, floats truncate, strings must be a plain integer. Wider
+/// than `i64` because Python's ints are unbounded and `1e20` is a valid
+/// (if silly) segment count.
+fn python_int(value: &Value) -> Option<i128> {
     match value {
-        Value::Int(i) => Some(*i),
-        Value::Bool(b) => Some(i64::from(*b)),
-        Value::Float(f) if f.is_finite() => Some(f.trunc() as i64),
+        Value::Int(i) => Some(i128::from(*i)),
+        Value::BigInt(s) => s.parse().ok(),
+        Value::Bool(b) => Some(i128::from(*b)),
+        // Integral floats below 2^127 convert exactly.
+        Value::Float(f) if f.is_finite() && f.abs() < 1.7e38 => Some(f.trunc() as i128),
         Value::Str(s) => {
             let t = s.trim().replace('_', "");
-            t.parse::<i64>().ok()
+            t.parse::<i128>().ok()
         }
         _ => None,
     }
@@ -417,6 +421,12 @@ mod tests {
         assert_eq!(p.get("wal_level"), Some(&Value::Str("hot_standby".into())));
         assert_eq!(p.get("wal_keep_segments"), Some(&Value::Int(64)));
         assert!(!ci_contains(&p, "wal_keep_size"));
+        // Python's ints do not overflow: a huge float count still converts.
+        let pg = section("listen: h\nparameters: {wal_keep_segments: 1.0e+20}\n");
+        assert_eq!(
+            params(&pg, 150000).get("wal_keep_size"),
+            Some(&Value::Str("1600000000000000000000MB".into()))
+        );
         // cluster_name needs 9.5; on 9.4 it is dropped.
         assert!(!ci_contains(&params(&pg, 90400), "cluster_name"));
     }

@@ -9,7 +9,7 @@
 use patroni::config::{Map, Value};
 use patroni::postgres::params::{GucCatalog, PassThroughGucs};
 use patroni::postgres::recovery::ReplicationSource;
-use patroni::postgres::{render_node, NodeInput, Role};
+use patroni::postgres::{render_node, NodeInput, Role, SyncState};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -65,11 +65,12 @@ fn as_map(v: Value, what: &str) -> PyResult<Map> {
 /// `standby_leader`; `source` is `(name, member data)` of the member to
 /// stream from. Returns a dict with `postgresql_conf`, `pg_hba_conf`,
 /// `pg_ident_conf`, `recovery_conf`, `signal`, `pgpass`, `pgpass_path`
-/// and `argv`. `controldata` is parsed `pg_controldata` output.
+/// and `argv`. `controldata` is parsed `pg_controldata` output;
+/// `synchronous_mode_strict` is `None` when synchronous mode is off.
 #[pyfunction]
 #[pyo3(signature = (effective, major_version, pg_version, role, source=None, remote=false,
                     enforce_hot_standby_feedback=false, catalog=None, cwd="/", home="/",
-                    controldata=None))]
+                    controldata=None, synchronous_mode_strict=None))]
 #[allow(clippy::too_many_arguments)]
 fn render_pg_files<'py>(
     py: Python<'py>,
@@ -84,6 +85,7 @@ fn render_pg_files<'py>(
     cwd: &str,
     home: &str,
     controldata: Option<std::collections::BTreeMap<String, String>>,
+    synchronous_mode_strict: Option<bool>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let effective = as_map(from_py(effective)?, "effective")?;
     let role = match role {
@@ -114,7 +116,11 @@ fn render_pg_files<'py>(
         role,
         source: source.as_ref(),
         enforce_hot_standby_feedback,
-        sync: None,
+        sync: synchronous_mode_strict.map(|strict| SyncState {
+            strict,
+            is_primary: role == Role::Primary,
+            current: None,
+        }),
         controldata: controldata.as_ref(),
         catalog,
         cwd,
