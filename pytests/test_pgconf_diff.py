@@ -146,7 +146,9 @@ def run_ours(cfg, major, role, source, remote, enforce, controldata=None, sync=N
     cfg = {**cfg, "parameters": dict(cfg["parameters"])}
     effective = {"scope": cfg["scope"], "name": cfg["name"], "postgresql": cfg}
     out = patroni_rs.render_pg_files(effective, major, major + 5, role, source=source, remote=remote,
-                                     enforce_hot_standby_feedback=enforce, catalog=Catalog(available_gucs()),
+                                     enforce_hot_standby_feedback=enforce,
+                                     # PostgreSQL 15: our own catalog; other versions: Patroni's table.
+                                     catalog="pg15" if major == 150000 else Catalog(available_gucs()),
                                      cwd=os.getcwd(), home=os.path.expanduser("~"), controldata=controldata,
                                      synchronous_mode_strict=sync)
     out.pop("pgpass_path")
@@ -418,3 +420,39 @@ def test_custom_bootstrap_pg_hba(superuser, host, resolved):
         assert patroni_rs.custom_bootstrap_pg_hba("rep", superuser.get("username"), True, addresses) == theirs
     finally:
         shutil.rmtree(tmp)
+
+
+# ------------------------------------------- our PostgreSQL 15 GUC catalog
+
+def _pg15_names():
+    path = os.path.join(os.path.dirname(__file__), "..", "src", "postgres", "data", "pg15_settings.tsv")
+    with open(path) as f:
+        names = [line.split("\t")[0] for line in f if line.strip() and not line.startswith("#")]
+    return names + [n.upper() for n in names[:20]] + ["no_such_guc", "x.y", "trigger_file"]
+
+
+CATALOG_VALUES = st.one_of(
+    st.integers(-10**6, 10**12), st.booleans(), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False).map(
+        lambda f: round(f, 3)),
+    st.sampled_from(["on", "off", "yes", "0", "1", "true", "maybe", "", "4MB", "1GB", "10min", "-1", "1e3",
+                     "always", "logical", "replica", "LOGICAL", "TLSv1.2", "try", "local", "remote_apply",
+                     "scram-sha-256", "md5", "8kB", "0.5", "100000000000000000000", "1.79769e+308", "  5 "]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_pg15_names()), CATALOG_VALUES)
+def test_pg15_catalog_matches_patroni(name, value):
+    gucs = available_gucs()
+    theirs = validator.transform_postgresql_parameter_value(150020, name, value, gucs)
+    kept, ours = patroni_rs.pg15_transform(150020, name, value)
+    assert (ours if kept else None) == theirs and type(ours if kept else None) is type(theirs), (name, value)
+
+
+def test_pg15_catalog_every_name():
+    gucs = available_gucs()
+    for name in _pg15_names():
+        for value in ("on", "1", 1, "0", "abc", 10**9, "1TB", -5):
+            theirs = validator.transform_postgresql_parameter_value(150020, name, value, gucs)
+            kept, ours = patroni_rs.pg15_transform(150020, name, value)
+            assert (ours if kept else None) == theirs, (name, value, ours, theirs)

@@ -18,6 +18,7 @@
 //!   parameters Patroni manages (`cluster_name`, `listen_addresses`,
 //!   `port`, version renames, `CMDLINE_OPTIONS`).
 //! - [`guc`]: GUC value validation (the catalog hook, recovery parameters).
+//! - [`pg15_catalog`]: PostgreSQL 15's settings as a validation catalog.
 //! - [`recovery`]: replication source, `primary_conninfo`, recovery
 //!   parameters, `.pgpass`, slot names.
 //! - [`conf`]: the text of the configuration files and the command line.
@@ -29,6 +30,7 @@ pub mod controldata;
 pub mod guc;
 pub mod node;
 pub mod params;
+pub mod pg15_catalog;
 pub mod pid;
 pub mod recovery;
 

@@ -14,7 +14,7 @@
 //! through [`ci_set`], which replaces an entry matching in any letter case
 //! and gives it the new spelling, as Patroni's dictionary does.
 
-use crate::config::units::parse_int;
+use crate::config::units::{parse_int, parse_real};
 use crate::config::{Map, Value};
 use crate::dcs::settings::split_host_port;
 
@@ -235,10 +235,22 @@ pub fn server_parameters(input: &ServerParamsInput<'_>) -> Result<Map, ParamsErr
         );
     } else if major != 0 {
         let size = ci_remove(&mut params, "wal_keep_size").unwrap_or(Value::Str("128MB".into()));
-        let size = parse_int(&size, Some("MB")).unwrap_or(0);
+        // Python's parse_int has no upper bound; past i64 only a float
+        // can carry the value, as the division below makes one anyway.
+        let size = match parse_int(&size, Some("MB")) {
+            Some(n) => n as f64,
+            None => parse_real(&size, Some("MB"))
+                .filter(|r| r.is_finite() && r.abs() >= 9.2e18)
+                .unwrap_or(0.0),
+        };
         // Python's int() of a float truncates towards zero.
-        let segments = ((size as f64 + 8.0) / 16.0).trunc() as i64;
-        ci_setdefault(&mut params, "wal_keep_segments", Value::Int(segments));
+        let segments = ((size + 8.0) / 16.0).trunc();
+        let segments = if segments.abs() < 9.2e18 {
+            Value::Int(segments as i64)
+        } else {
+            Value::BigInt(format!("{segments:.0}"))
+        };
+        ci_setdefault(&mut params, "wal_keep_segments", segments);
     }
 
     if major != 0 {
@@ -426,6 +438,11 @@ mod tests {
         assert_eq!(
             params(&pg, 150000).get("wal_keep_size"),
             Some(&Value::Str("1600000000000000000000MB".into()))
+        );
+        let pg = section("listen: h\nparameters: {wal_keep_size: 1.0e+21}\n");
+        assert_eq!(
+            params(&pg, 120000).get("wal_keep_segments"),
+            Some(&Value::BigInt("62500000000000000000".into()))
         );
         // cluster_name needs 9.5; on 9.4 it is dropped.
         assert!(!ci_contains(&params(&pg, 90400), "cluster_name"));

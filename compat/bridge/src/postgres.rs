@@ -7,7 +7,8 @@
 //! with the same table and the comparison covers everything else.
 
 use patroni::config::{Map, Value};
-use patroni::postgres::params::{GucCatalog, PassThroughGucs};
+use patroni::postgres::params::{transform_parameter, GucCatalog, PassThroughGucs};
+use patroni::postgres::pg15_catalog::Pg15Catalog;
 use patroni::postgres::recovery::ReplicationSource;
 use patroni::postgres::{render_node, NodeInput, Role, SyncState};
 use pyo3::exceptions::PyValueError;
@@ -104,10 +105,20 @@ fn render_pg_files<'py>(
         }
         None => None,
     };
-    let py_catalog = catalog.map(|obj| PyCatalog { obj });
-    let catalog: &dyn GucCatalog = match &py_catalog {
-        Some(c) => c,
-        None => &PassThroughGucs,
+    // `catalog="pg15"` selects our PostgreSQL 15 catalog; an object is
+    // asked through PyCatalog; nothing passes values through.
+    let builtin = catalog
+        .as_ref()
+        .and_then(|c| c.extract::<String>().ok())
+        .filter(|s| s == "pg15")
+        .map(|_| Pg15Catalog::new());
+    let py_catalog = catalog
+        .filter(|_| builtin.is_none())
+        .map(|obj| PyCatalog { obj });
+    let catalog: &dyn GucCatalog = match (&builtin, &py_catalog) {
+        (Some(c), _) => c,
+        (None, Some(c)) => c,
+        (None, None) => &PassThroughGucs,
     };
     let files = render_node(&NodeInput {
         effective: &effective,
@@ -189,7 +200,24 @@ fn custom_bootstrap_pg_hba(
     )
 }
 
+/// `transform_postgresql_parameter_value` with our PostgreSQL 15
+/// catalog: `(kept, value)`.
+#[pyfunction]
+fn pg15_transform<'py>(
+    py: Python<'py>,
+    version: i64,
+    name: &str,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<(bool, Bound<'py, PyAny>)> {
+    let value = from_py(value)?;
+    match transform_parameter(&Pg15Catalog::new(), version, name, &value) {
+        Some(v) => Ok((true, to_py(py, &v)?)),
+        None => Ok((false, py.None().into_bound(py))),
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(pg15_transform, m)?)?;
     m.add_function(wrap_pyfunction!(sanitize_auto_conf, m)?)?;
     m.add_function(wrap_pyfunction!(custom_bootstrap_pg_hba, m)?)?;
     m.add_function(wrap_pyfunction!(render_pg_files, m)?)?;
