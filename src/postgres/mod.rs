@@ -24,6 +24,7 @@
 //! - [`conf`]: the text of the configuration files and the command line.
 //! - [`controldata`]: `pg_controldata` output.
 //! - [`pid`]: `postmaster.pid` and `postmaster.opts`.
+//! - [`process`]: the postmaster process: start, attach, stop, promote.
 
 pub mod conf;
 pub mod controldata;
@@ -32,6 +33,7 @@ pub mod node;
 pub mod params;
 pub mod pg15_catalog;
 pub mod pid;
+pub mod process;
 pub mod recovery;
 
 pub use conf::{

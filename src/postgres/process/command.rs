@@ -125,10 +125,13 @@ async fn run(
         command.env("LANG", "C").env("LC_ALL", "C");
     }
     prepare(&mut command, run_as, false);
-    command.output().await.map_err(|source| ProcessError::Spawn {
-        program: program.display().to_string(),
-        source,
-    })
+    command
+        .output()
+        .await
+        .map_err(|source| ProcessError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })
 }
 
 fn failed(program: &Path, output: &std::process::Output) -> ProcessError {
@@ -150,7 +153,7 @@ pub async fn pg_ctl(
 ) -> Result<(), ProcessError> {
     let program = pg_program(bin_dir, "pg_ctl");
     let mut argv: Vec<&std::ffi::OsStr> = vec![action.as_ref(), "-D".as_ref(), data_dir.as_ref()];
-    argv.extend(args.iter().map(|a| a.as_ref()));
+    argv.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
     let output = run(&program, &argv, run_as, false).await?;
     if output.status.success() {
         Ok(())
@@ -164,7 +167,10 @@ pub async fn pg_ctl(
 ///
 /// Patroni returns an empty dict on any failure; we say why instead, and
 /// callers that want Patroni's behaviour map the error to "no data".
-pub async fn controldata(bin_dir: Option<&Path>, data_dir: &Path) -> Result<ControlData, ProcessError> {
+pub async fn controldata(
+    bin_dir: Option<&Path>,
+    data_dir: &Path,
+) -> Result<ControlData, ProcessError> {
     controldata_as(bin_dir, data_dir, None).await
 }
 
@@ -220,7 +226,10 @@ mod tests {
             PathBuf::from("/usr/lib/postgresql/15/bin/pg_ctl")
         );
         assert_eq!(pg_program(None, "pg_ctl"), PathBuf::from("pg_ctl"));
-        assert_eq!(pg_program(Some(Path::new("")), "postgres"), PathBuf::from("postgres"));
+        assert_eq!(
+            pg_program(Some(Path::new("")), "postgres"),
+            PathBuf::from("postgres")
+        );
     }
 
     #[tokio::test]
@@ -239,9 +248,14 @@ mod tests {
             .await
             .expect_err("/bin/pg_ctl does not exist");
         assert!(matches!(err, ProcessError::Spawn { .. }));
-        let output = run(Path::new("/bin/sh"), &["-c".as_ref(), "echo oops >&2; exit 3".as_ref()], None, true)
-            .await
-            .expect("sh runs");
+        let output = run(
+            Path::new("/bin/sh"),
+            &["-c".as_ref(), "echo oops >&2; exit 3".as_ref()],
+            None,
+            true,
+        )
+        .await
+        .expect("sh runs");
         let err = failed(Path::new("/bin/sh"), &output);
         let text = err.to_string();
         assert!(text.contains("oops") && text.contains('3'), "{text}");

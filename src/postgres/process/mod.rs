@@ -351,7 +351,10 @@ impl Postmaster {
         let (program, args) = argv.split_first().ok_or(StartError::EmptyCommand)?;
         let mut env = command::postmaster_env(std::env::vars());
         if let Some(existing) = read_pidfile(data_dir) {
-            if let Some(pid) = existing.pid().and_then(|p| i32::try_from(p.checked_abs()?).ok()) {
+            if let Some(pid) = existing
+                .pid()
+                .and_then(|p| i32::try_from(p.checked_abs()?).ok())
+            {
                 if procfs::read_stat(pid).is_some_and(|s| !s.is_gone()) {
                     if reject_reason(pid, &existing, data_dir).is_none() {
                         return Err(StartError::AlreadyRunning { pid });
@@ -434,7 +437,9 @@ impl Postmaster {
 
     /// The exit status if we own the process and it has exited.
     fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn pid(&self) -> i32 {
@@ -483,7 +488,14 @@ impl Postmaster {
         if !self.is_running() {
             return Err(ProcessError::NotRunning { pid: self.pid });
         }
-        pg_ctl(bin_dir, &self.data_dir, "promote", &["-W"], self.run_as.as_ref()).await
+        pg_ctl(
+            bin_dir,
+            &self.data_dir,
+            "promote",
+            &["-W"],
+            self.run_as.as_ref(),
+        )
+        .await
     }
 
     /// Waits up to `timeout` (forever with `None`) for the process to exit;
@@ -656,9 +668,9 @@ fn is_auxiliary_title(title: &str) -> bool {
     };
     let matches_at = |s: &str| {
         AUXILIARY_TITLES.iter().any(|name| {
+            // `<name> ` or `<name> process  `: both start with a space.
             s.strip_prefix(' ')
                 .and_then(|s| s.strip_prefix(name))
-                .and_then(|s| s.strip_prefix(" process  ").or(Some(s)))
                 .is_some_and(|s| s.starts_with(' '))
         })
     };
