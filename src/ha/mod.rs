@@ -7,5 +7,7 @@
 //! outcome, so every decision is tested on its output with no mocks.
 //!
 //! - [`race`]: the leader race (Patroni's `_is_healthiest_node`).
+//! - [`decide`]: one cycle's decision as a conversation with the executor.
 
+pub mod decide;
 pub mod race;

@@ -1,0 +1,520 @@
+//! One row per path of the decision, and whole cycles driven by a tiny
+//! executor that answers queries from a script.
+
+use serde_json::json;
+
+use super::*;
+use crate::model::Cluster;
+
+const PRIMARY: &str = r#"{"conn_url":"postgres://h1:5432/postgres","api_url":"http://h1:8008/patroni","state":"running","role":"primary","version":"4.1.5","xlog_location":5000,"timeline":2}"#;
+const REPLICA2: &str = r#"{"conn_url":"postgres://h2:5432/postgres","api_url":"http://h2:8008/patroni","state":"running","role":"replica","version":"4.1.5"}"#;
+const REPLICA3: &str = r#"{"conn_url":"postgres://h3:5432/postgres","api_url":"http://h3:8008/patroni","state":"running","role":"replica","version":"4.1.5","tags":{"nofailover":true}}"#;
+
+fn cluster(leader: Option<&str>) -> Cluster {
+    let mut nodes = vec![
+        ("members/n1", PRIMARY, Some(1)),
+        ("members/n2", REPLICA2, Some(2)),
+        ("members/n3", REPLICA3, Some(3)),
+        ("status", r#"{"optime":5000}"#, Some(4)),
+        (
+            "history",
+            r#"[[1,100,"no recovery target specified","2026-11-22T01:21:26+00:00","n1"]]"#,
+            Some(5),
+        ),
+    ];
+    if let Some(l) = leader {
+        nodes.push(("leader", l, Some(6)));
+    }
+    Cluster::from_nodes(nodes)
+}
+
+fn me(name: &str, tags: Value) -> Me {
+    Me {
+        name: name.into(),
+        tags: tags.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn primary_pg() -> LocalPg {
+    LocalPg {
+        running: true,
+        starting: false,
+        is_primary: true,
+        role: "primary".into(),
+        timeline: Some(2),
+        wal_position: 5000,
+    }
+}
+
+fn replica_pg(wal: i64) -> LocalPg {
+    LocalPg {
+        is_primary: false,
+        role: "replica".into(),
+        wal_position: wal,
+        ..primary_pg()
+    }
+}
+
+fn peer(name: &str, body: Value) -> PeerStatus {
+    let c = cluster(None);
+    let m = c.member(name).expect("member").clone();
+    PeerStatus::from_api_response(&m, &body)
+}
+
+/// Answers the executor would give, scripted.
+struct Script {
+    refresh: bool,
+    acquire: bool,
+    peers: Vec<PeerStatus>,
+    /// The cluster a reload returns.
+    reloaded: Cluster,
+}
+
+/// Run one cycle to its decision, recording the queries asked.
+fn cycle(
+    c: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    script: &Script,
+) -> (Step, Vec<Query>) {
+    let mut facts = Facts::default();
+    let mut asked = Vec::new();
+    let mut current = c.clone();
+    for _ in 0..10 {
+        match decide(&current, me, pg, settings, &facts) {
+            Step::Query(q) => {
+                asked.push(q.clone());
+                match q {
+                    Query::RefreshLock => facts.lock_refreshed = Some(script.refresh),
+                    Query::FetchPeerStatuses(_) => facts.peers = Some(script.peers.clone()),
+                    Query::AcquireLock => facts.lock_acquired = Some(script.acquire),
+                    Query::ReloadCluster(p) => {
+                        current = script.reloaded.clone();
+                        facts.pending_follow = Some(p);
+                    }
+                }
+            }
+            other => return (other, asked),
+        }
+    }
+    panic!("decide did not converge: {asked:?}");
+}
+
+fn decision(step: Step) -> Decision {
+    match step {
+        Step::Done(d) => d,
+        other => panic!("expected a decision, got {other:?}"),
+    }
+}
+
+fn script() -> Script {
+    Script {
+        refresh: true,
+        acquire: true,
+        peers: vec![],
+        reloaded: cluster(Some("n2")),
+    }
+}
+
+#[test]
+fn primary_with_the_lock_refreshes_it_and_does_nothing() {
+    let (step, asked) = cycle(
+        &cluster(Some("n1")),
+        &me("n1", json!({})),
+        &primary_pg(),
+        &HaSettings::default(),
+        &script(),
+    );
+    assert_eq!(asked, [Query::RefreshLock]);
+    let d = decision(step);
+    assert_eq!(d.actions, []);
+    assert_eq!(d.message, "no action. I am (n1), the leader with the lock");
+}
+
+#[test]
+fn primary_that_cannot_refresh_the_lock_demotes_at_once() {
+    let s = Script {
+        refresh: false,
+        ..script()
+    };
+    let (step, _) = cycle(
+        &cluster(Some("n1")),
+        &me("n1", json!({})),
+        &primary_pg(),
+        &HaSettings::default(),
+        &s,
+    );
+    let d = decision(step);
+    assert_eq!(d.actions, [Action::Demote(DemoteMode::ImmediateNoLock)]);
+    assert_eq!(
+        d.message,
+        "demoted self because failed to update leader lock in DCS"
+    );
+}
+
+#[test]
+fn replica_holding_the_lock_promotes() {
+    let (step, _) = cycle(
+        &cluster(Some("n2")),
+        &me("n2", json!({})),
+        &replica_pg(5000),
+        &HaSettings::default(),
+        &script(),
+    );
+    let d = decision(step);
+    assert_eq!(d.actions, [Action::Promote]);
+    assert_eq!(
+        d.message,
+        "promoted self to leader because I had the session lock"
+    );
+    let s = Script {
+        refresh: false,
+        ..script()
+    };
+    let (step, _) = cycle(
+        &cluster(Some("n2")),
+        &me("n2", json!({})),
+        &replica_pg(5000),
+        &HaSettings::default(),
+        &s,
+    );
+    assert_eq!(
+        decision(step),
+        Decision {
+            actions: vec![],
+            message: "not promoting because failed to update leader lock in DCS".into()
+        }
+    );
+}
+
+#[test]
+fn replica_follows_the_leader_or_its_replicatefrom() {
+    let (step, asked) = cycle(
+        &cluster(Some("n1")),
+        &me("n2", json!({})),
+        &replica_pg(5000),
+        &HaSettings::default(),
+        &script(),
+    );
+    assert!(asked.is_empty(), "a follower asks nothing: {asked:?}");
+    let d = decision(step);
+    assert_eq!(
+        d.actions,
+        [Action::Follow {
+            member: Some("n1".into())
+        }]
+    );
+    assert_eq!(
+        d.message,
+        "no action. I am (n2), a secondary, and following a leader (n1)"
+    );
+    let cascade = me("n3", json!({"replicatefrom": "n2"}));
+    let d = decision(
+        cycle(
+            &cluster(Some("n1")),
+            &cascade,
+            &replica_pg(5000),
+            &HaSettings::default(),
+            &script(),
+        )
+        .0,
+    );
+    assert_eq!(
+        d.actions,
+        [Action::Follow {
+            member: Some("n2".into())
+        }]
+    );
+    let nostream = me("n3", json!({"nostream": true}));
+    let d = decision(
+        cycle(
+            &cluster(Some("n1")),
+            &nostream,
+            &replica_pg(5000),
+            &HaSettings::default(),
+            &script(),
+        )
+        .0,
+    );
+    assert_eq!(d.actions, [Action::Follow { member: None }]);
+}
+
+#[test]
+fn a_primary_without_the_lock_demotes() {
+    let d = decision(
+        cycle(
+            &cluster(Some("n2")),
+            &me("n1", json!({})),
+            &primary_pg(),
+            &HaSettings::default(),
+            &script(),
+        )
+        .0,
+    );
+    assert_eq!(d.actions, [Action::Demote(DemoteMode::ImmediateNoLock)]);
+    assert_eq!(
+        d.message,
+        "demoting self because I do not have the lock and I was a leader"
+    );
+}
+
+#[test]
+fn healthiest_replica_wins_the_race_and_promotes() {
+    let s = Script {
+        peers: vec![peer(
+            "n3",
+            json!({"role": "replica", "xlog": {"received_location": 4000, "replayed_location": 4000}}),
+        )],
+        ..script()
+    };
+    let (step, asked) = cycle(
+        &cluster(None),
+        &me("n2", json!({})),
+        &replica_pg(5000),
+        &HaSettings::default(),
+        &s,
+    );
+    assert_eq!(
+        asked,
+        [
+            Query::FetchPeerStatuses(vec!["n1".into(), "n3".into()]),
+            Query::AcquireLock
+        ]
+    );
+    let d = decision(step);
+    assert_eq!(d.actions, [Action::Promote]);
+    assert_eq!(
+        d.message,
+        "promoted self to leader by acquiring session lock"
+    );
+}
+
+#[test]
+fn losing_the_lock_race_follows_the_new_leader_after_a_reload() {
+    let s = Script {
+        acquire: false,
+        reloaded: cluster(Some("n1")),
+        ..script()
+    };
+    let (step, asked) = cycle(
+        &cluster(None),
+        &me("n2", json!({})),
+        &replica_pg(5000),
+        &HaSettings::default(),
+        &s,
+    );
+    assert!(
+        matches!(asked.last(), Some(Query::ReloadCluster(_))),
+        "{asked:?}"
+    );
+    let d = decision(step);
+    assert_eq!(
+        d.actions,
+        [Action::Follow {
+            member: Some("n1".into())
+        }]
+    );
+    assert_eq!(
+        d.message,
+        "following new leader after trying and failing to obtain lock"
+    );
+}
+
+#[test]
+fn a_replica_behind_a_peer_does_not_race() {
+    let s = Script {
+        peers: vec![peer(
+            "n1",
+            json!({"role": "replica", "xlog": {"received_location": 6000, "replayed_location": 6000}}),
+        )],
+        reloaded: cluster(Some("n1")),
+        ..script()
+    };
+    let (step, asked) = cycle(
+        &cluster(None),
+        &me("n2", json!({})),
+        &replica_pg(5000),
+        &HaSettings::default(),
+        &s,
+    );
+    assert!(
+        !asked.contains(&Query::AcquireLock),
+        "never takes the lock: {asked:?}"
+    );
+    let d = decision(step);
+    assert_eq!(
+        d.actions,
+        [Action::Follow {
+            member: Some("n1".into())
+        }]
+    );
+    assert_eq!(
+        d.message,
+        "following a different leader because i am not the healthiest node"
+    );
+}
+
+#[test]
+fn nofailover_never_takes_the_lock() {
+    let (step, asked) = cycle(
+        &cluster(None),
+        &me("n3", json!({"nofailover": true})),
+        &replica_pg(9999),
+        &HaSettings::default(),
+        &script(),
+    );
+    assert!(!asked.contains(&Query::AcquireLock), "{asked:?}");
+    assert_eq!(
+        decision(step).message,
+        "following a different leader because I am not allowed to promote"
+    );
+}
+
+#[test]
+fn a_primary_behind_the_cluster_timeline_does_not_retake_the_lock() {
+    let mut pg = primary_pg();
+    pg.timeline = Some(1); // the history says the cluster moved to timeline 2
+    let (step, asked) = cycle(
+        &cluster(None),
+        &me("n1", json!({})),
+        &pg,
+        &HaSettings::default(),
+        &script(),
+    );
+    assert!(!asked.contains(&Query::AcquireLock));
+    assert_eq!(
+        decision(step).actions,
+        [Action::Demote(DemoteMode::ImmediateNoLock)]
+    );
+    let (step, _) = cycle(
+        &cluster(None),
+        &me("n1", json!({})),
+        &primary_pg(),
+        &HaSettings::default(),
+        &script(),
+    );
+    assert_eq!(
+        decision(step),
+        Decision {
+            actions: vec![],
+            message: "acquired session lock as a leader".into()
+        }
+    );
+}
+
+#[test]
+fn situations_not_covered_yet_are_refused_not_guessed() {
+    let pg = replica_pg(5000);
+    let me2 = me("n2", json!({}));
+    for settings in [
+        HaSettings {
+            paused: true,
+            ..HaSettings::default()
+        },
+        HaSettings {
+            standby_cluster: true,
+            ..HaSettings::default()
+        },
+        HaSettings {
+            synchronous_mode: true,
+            ..HaSettings::default()
+        },
+        HaSettings {
+            failsafe_mode: true,
+            ..HaSettings::default()
+        },
+    ] {
+        assert!(matches!(
+            decide(
+                &cluster(Some("n1")),
+                &me2,
+                &pg,
+                &settings,
+                &Facts::default()
+            ),
+            Step::Unsupported(_)
+        ));
+    }
+    let mut c = cluster(Some("n1"));
+    c.failover = Some(crate::model::Failover::from_node(
+        None,
+        r#"{"leader":"n1","member":"n2"}"#,
+    ));
+    assert!(matches!(
+        decide(&c, &me2, &pg, &HaSettings::default(), &Facts::default()),
+        Step::Unsupported(_)
+    ));
+}
+
+/// Invariants over every combination of the covered inputs: a node
+/// promotes only after the DCS confirmed the lock is its own (acquired, or
+/// refreshed while it was the holder); a nofailover replica never asks for
+/// the lock; a primary that ends a cycle without the lock demotes.
+#[test]
+fn invariants_over_the_input_grid() {
+    let peers_ahead = vec![peer(
+        "n1",
+        json!({"role": "replica", "xlog": {"received_location": 9000, "replayed_location": 9000}}),
+    )];
+    let mut checked = 0;
+    for leader in [None, Some("n2"), Some("n1")] {
+        for is_primary in [false, true] {
+            for nofailover in [false, true] {
+                for refresh in [false, true] {
+                    for acquire in [false, true] {
+                        for (wal, peers) in
+                            [(5000, vec![]), (100, vec![]), (5000, peers_ahead.clone())]
+                        {
+                            let me2 = me("n2", json!({"nofailover": nofailover}));
+                            let pg = if is_primary {
+                                LocalPg {
+                                    wal_position: wal,
+                                    ..primary_pg()
+                                }
+                            } else {
+                                replica_pg(wal)
+                            };
+                            let s = Script {
+                                refresh,
+                                acquire,
+                                peers,
+                                reloaded: cluster(Some("n1")),
+                            };
+                            let (step, asked) =
+                                cycle(&cluster(leader), &me2, &pg, &HaSettings::default(), &s);
+                            let d = decision(step);
+                            let lock_confirmed = (asked.contains(&Query::AcquireLock) && acquire)
+                                || (asked.contains(&Query::RefreshLock)
+                                    && refresh
+                                    && leader == Some("n2"));
+                            if d.actions.contains(&Action::Promote) {
+                                assert!(
+                                    lock_confirmed,
+                                    "promoted without the lock: {leader:?} {asked:?} {d:?}"
+                                );
+                            }
+                            // As in Patroni, a running primary whose key lapsed may take
+                            // it back even with nofailover; a nofailover replica never races.
+                            if nofailover && leader.is_none() && !is_primary {
+                                assert!(
+                                    !asked.contains(&Query::AcquireLock),
+                                    "nofailover raced: {asked:?}"
+                                );
+                            }
+                            if is_primary && !lock_confirmed {
+                                assert_eq!(
+                                    d.actions,
+                                    [Action::Demote(DemoteMode::ImmediateNoLock)],
+                                    "{leader:?} {asked:?} {d:?}"
+                                );
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 3 * 2 * 2 * 2 * 2 * 3);
+}
