@@ -153,7 +153,7 @@ pub async fn pg_ctl(
 ) -> Result<(), ProcessError> {
     let program = pg_program(bin_dir, "pg_ctl");
     let mut argv: Vec<&std::ffi::OsStr> = vec![action.as_ref(), "-D".as_ref(), data_dir.as_ref()];
-    argv.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    argv.extend(args.iter().map(std::ffi::OsStr::new));
     let output = run(&program, &argv, run_as, false).await?;
     if output.status.success() {
         Ok(())

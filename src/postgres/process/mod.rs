@@ -187,11 +187,16 @@ impl Default for StartOptions {
 }
 
 /// The readiness `postmaster.pid` reported when the start completed.
+///
+/// Note PostgreSQL's meaning of the words: a hot standby that accepts
+/// read-only connections reports `ready`, like a primary; `standby` is a
+/// standby that is up but accepts no connections (`hot_standby = off`),
+/// which is as far as such a server ever gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
-    /// Accepting connections (a primary, or a standby after promotion).
+    /// Accepting connections (a primary or a hot standby).
     Ready,
-    /// A hot standby accepting read-only connections.
+    /// Up in recovery without accepting connections.
     Standby,
 }
 
