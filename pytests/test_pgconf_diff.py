@@ -13,6 +13,7 @@ validators, so the comparison covers everything around the table (which
 parameters go where, sorting, quoting, renames, recovery parameters, which are
 validated by our own code, primary_conninfo, .pgpass, signal files).
 """
+import datetime
 import os
 import shutil
 import tempfile
@@ -186,6 +187,9 @@ TRICKY = st.sampled_from(["", "a b", "it's", "back\\slash", "x\\'y", "colon:here
 VALUES = st.one_of(
     # Floats: a fixed few (see the module notes on float repr).
     st.integers(-5, 10**6), st.booleans(), st.sampled_from([0.5, 0.9, 1.5, 2.0, 0.001, 1e20]), TRICKY,
+    # What YAML can also give: lists, maps, dates (written with Python's str()).
+    st.lists(st.sampled_from(["a", "it's", 'q"\\', 1]), max_size=2),
+    st.sampled_from([{"k": "v"}, datetime.date(2024, 2, 9), datetime.datetime(2024, 2, 9, 1, 2, 3)]),
     st.sampled_from(["4MB", "on", "off", "logical", "hot_standby", "replica", "0.9", "scram-sha-256",
                      "md5", "always", "1min", "10", "-1", "100000000000"]))
 NAMES = st.sampled_from([

@@ -12,6 +12,7 @@
 use crate::config::{Map, Value};
 use crate::postgres::params::CMDLINE_OPTIONS;
 use crate::postgres::params::{ci_contains, ci_get, ci_set, transform_parameter, GucCatalog};
+use crate::postgres::pystr::py_str;
 use crate::postgres::recovery::recovery_lines;
 
 /// The warning every Patroni-owned file starts with.
@@ -131,7 +132,7 @@ pub fn postgresql_conf(input: &PostgresqlConf<'_>) -> RenderedConf {
             continue;
         }
         if let Some(v) = transform_parameter(input.catalog, input.pg_version, name, value) {
-            w.param(name, &v.to_string());
+            w.param(name, &py_str(&v));
         }
     }
     if input.running_custom_bootstrap || !ci_contains(input.server_parameters, "hba_file") {
@@ -180,7 +181,7 @@ pub fn recovery_conf(
 /// Patroni's own file, in which case Patroni leaves that file alone.
 pub fn user_file(server_parameters: &Map, key: &str, default_path: &str) -> Option<String> {
     match ci_get(server_parameters, key) {
-        Some(v) if v.to_string() != default_path => Some(v.to_string()),
+        Some(v) if py_str(v) != default_path => Some(py_str(v)),
         _ => None,
     }
 }
@@ -303,7 +304,7 @@ pub fn postgres_argv(
             continue;
         }
         if let Some(value) = ci_get(configuration, name) {
-            argv.push(format!("--{name}={value}"));
+            argv.push(format!("--{name}={}", py_str(value)));
         }
     }
     argv

@@ -8,6 +8,7 @@
 
 use crate::config::units::{parse_bool, parse_int, parse_real};
 use crate::config::Value;
+use crate::postgres::pystr::py_str;
 
 /// The names of PostgreSQL's recovery parameters, which Patroni manages
 /// itself and never writes among the ordinary parameters.
@@ -180,7 +181,7 @@ pub fn transform_recovery_parameter(
                 }
             }
             RecoveryKind::Enum(allowed) => allowed
-                .contains(&value.to_string().to_lowercase().as_str())
+                .contains(&py_str(value).to_lowercase().as_str())
                 .then(|| value.clone()),
         };
     }

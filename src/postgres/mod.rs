@@ -34,6 +34,7 @@ pub mod params;
 pub mod pg15_catalog;
 pub mod pid;
 pub mod process;
+pub mod pystr;
 pub mod recovery;
 
 pub use conf::{

@@ -14,6 +14,7 @@ use crate::postgres::params::{
     effective_configuration, join_path, server_parameters, GucCatalog, ParamsError,
     RaisedParameter, ServerParamsInput, SyncState,
 };
+use crate::postgres::pystr::py_str;
 use crate::postgres::recovery::{
     build_recovery_params, effective_recovery_conf, split_signal_file, LocalNode, RecoveryInput,
     ReplicationSource, SignalFile,
@@ -142,7 +143,7 @@ pub fn render_node(input: &NodeInput<'_>) -> Result<NodeFiles, ParamsError> {
     // An empty `database` is kept as Patroni keeps it (`dbname=`).
     let database = pg
         .get("database")
-        .map_or_else(|| "postgres".to_owned(), Value::to_string);
+        .map_or_else(|| "postgres".to_owned(), py_str);
     let node = LocalNode {
         name,
         replication_auth: auth.get("replication").and_then(Value::as_map),

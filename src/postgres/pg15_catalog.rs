@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use crate::config::units::{parse_bool, parse_int, parse_real};
 use crate::config::Value;
 use crate::postgres::guc::GucCatalog;
+use crate::postgres::pystr::py_str;
 
 const TABLE: &str = include_str!("data/pg15_settings.tsv");
 
@@ -197,7 +198,7 @@ impl GucCatalog for Pg15Catalog {
                 if *accepts_bool && parse_bool(value).is_some() {
                     return Some(value.clone());
                 }
-                let text = value.to_string().to_lowercase();
+                let text = py_str(value).to_lowercase();
                 values.contains(&text).then(|| value.clone())
             }
             Kind::Text => Some(value.clone()),

@@ -17,6 +17,7 @@ use crate::postgres::conf::ConfWriter;
 use crate::postgres::params::{
     ci_remove, ci_set, ci_setdefault, transform_recovery_parameter, GucCatalog,
 };
+use crate::postgres::pystr::py_str;
 
 /// Patroni's `slot_name_from_member_name`: lower-case, `-` and `.` become
 /// `_`, anything else outside `[a-z0-9_]` becomes `u` and its code point
@@ -250,7 +251,7 @@ pub fn format_dsn(params: &Map, major_version: i64) -> String {
             continue;
         }
         let mut escaped = String::new();
-        for c in value.to_string().chars() {
+        for c in py_str(value).chars() {
             if matches!(c, '\'' | '\\' | ' ') {
                 escaped.push('\\');
             }
@@ -280,11 +281,11 @@ pub fn pgpass_content(record: &Map) -> Option<String> {
         out
     };
     let field = |name: &str| match record.get(name).filter(|v| v.truthy()) {
-        Some(v) => escape(&v.to_string()),
+        Some(v) => escape(&py_str(v)),
         None => "*".to_owned(),
     };
     let host_list = match record.get("host").filter(|v| v.truthy()) {
-        Some(v) => v.to_string(),
+        Some(v) => py_str(v),
         None => "*".to_owned(),
     };
     let mut hosts: Vec<String> = host_list
@@ -400,7 +401,7 @@ pub fn build_recovery_params(source: Option<&ReplicationSource>, input: &Recover
             let slot_member = if remote {
                 source
                     .and_then(|s| s.data.get("primary_slot_name"))
-                    .map(Value::to_string)
+                    .map(py_str)
                     .unwrap_or_else(|| input.node.name.to_owned())
             } else {
                 input.node.name.to_owned()
@@ -504,7 +505,7 @@ pub fn recovery_lines(
         }
     } else {
         let action = ci_remove(&mut params, "recovery_target_action");
-        if action.is_some_and(|a| a.to_string().to_lowercase() == "promote") {
+        if action.is_some_and(|a| py_str(&a).to_lowercase() == "promote") {
             ci_setdefault(
                 &mut params,
                 "pause_at_recovery_target",
@@ -525,7 +526,7 @@ pub fn recovery_lines(
                 Value::Map(m) => m,
                 // A string here came from configuration verbatim.
                 other => {
-                    writer.param(&name, &other.to_string());
+                    writer.param(&name, &py_str(&other));
                     continue;
                 }
             };
@@ -538,7 +539,7 @@ pub fn recovery_lines(
             format_dsn(&conninfo, major_version)
         } else {
             match transform_recovery_parameter(catalog, major_version, &name, &value) {
-                Some(v) => v.to_string(),
+                Some(v) => py_str(&v),
                 None => continue,
             }
         };
