@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use patroni::config::effective::Config;
 use patroni::config::{Map, Value};
+use patroni::postgres::pg15_catalog::Pg15Catalog;
 use patroni::postgres::recovery::ReplicationSource;
-use patroni::postgres::{render_node, NodeFiles, NodeInput, PassThroughGucs, Role, SignalFile};
+use patroni::postgres::{render_node, NodeFiles, NodeInput, Role, SignalFile};
 
 const RUNDIR: &str = "/golden-rundir";
 const BINDIR: &str = "/golden-pg-bindir";
@@ -82,7 +83,8 @@ fn render(node: &str, datadir: &Path, source: &ReplicationSource) -> NodeFiles {
         enforce_hot_standby_feedback: true,
         sync: None,
         controldata: None,
-        catalog: &PassThroughGucs,
+        // The daemon validates PostgreSQL 15 values as Patroni does.
+        catalog: &Pg15Catalog::new(),
         cwd: "/nonexistent-cwd",
         home: "/nonexistent-home",
     })
@@ -159,7 +161,8 @@ fn primary_role_has_no_recovery_block() {
         enforce_hot_standby_feedback: false,
         sync: None,
         controldata: None,
-        catalog: &PassThroughGucs,
+        // The daemon validates PostgreSQL 15 values as Patroni does.
+        catalog: &Pg15Catalog::new(),
         cwd: "/",
         home: "/",
     })
