@@ -22,6 +22,10 @@
 //! - [`recovery`]: replication source, `primary_conninfo`, recovery
 //!   parameters, `.pgpass`, slot names.
 //! - [`conf`]: the text of the configuration files and the command line.
+//! - [`node`]: all of the above for one start of PostgreSQL
+//!   ([`render_node`]), in the order Patroni's `Postgresql.start` runs it.
+//! - [`pystr`]: Python's `str()` of configuration values, the form every
+//!   value is written in.
 //! - [`controldata`]: `pg_controldata` output.
 //! - [`pid`]: `postmaster.pid` and `postmaster.opts`.
 //! - [`process`]: the postmaster process: start, attach, stop, promote.

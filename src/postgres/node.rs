@@ -228,6 +228,73 @@ pub fn render_node(input: &NodeInput<'_>) -> Result<NodeFiles, ParamsError> {
 mod tests {
     use super::*;
 
+    use crate::config::yaml;
+    use crate::postgres::params::PassThroughGucs;
+
+    fn effective(text: &str) -> Map {
+        match yaml::load(text) {
+            Ok(Value::Map(m)) => m,
+            other => panic!("bad fixture: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pre12_replica_gets_recovery_conf_and_relative_paths_resolve() {
+        let eff = effective(
+            "scope: s\nname: n1\npostgresql:\n  listen: '*:5432'\n  data_dir: data\n  \
+             parameters: {max_connections: 100}\n  \
+             authentication: {replication: {username: r, password: 'p:w'}}\n",
+        );
+        let mut member = Map::new();
+        member.set("conn_url", Value::Str("postgres://h:5433/postgres".into()));
+        let source = ReplicationSource::from_member_data("n2", &member);
+        let files = render_node(&NodeInput {
+            effective: &eff,
+            major_version: 110000,
+            pg_version: 110020,
+            role: Role::Replica,
+            source: source.as_ref(),
+            enforce_hot_standby_feedback: false,
+            sync: None,
+            controldata: None,
+            catalog: &PassThroughGucs,
+            cwd: "/srv",
+            home: "/home/pg",
+        })
+        .expect("renders");
+        assert_eq!(files.config_dir, "/srv/data");
+        assert_eq!(files.pgpass_path, "/home/pg/pgpass");
+        assert_eq!(files.pgpass.as_deref(), Some("h:5433:*:r:p\\:w\n"));
+        assert_eq!(files.signal, None);
+        let recovery = files.recovery_conf.unwrap_or_default();
+        assert!(recovery.contains("standby_mode = 'on'\n"), "{recovery}");
+        assert!(recovery.contains("passfile=/home/pg/pgpass host=h port=5433"));
+        assert!(!files.postgresql_conf.contains("recovery.conf"));
+        assert!(files.postgresql_conf.contains("wal_keep_segments = '8'\n"));
+        // `-D` keeps the configured (relative) path.
+        assert_eq!(files.argv[..3], ["postgres", "-D", "data"]);
+        assert!(files.argv.contains(&"--listen_addresses=*".to_owned()));
+    }
+
+    #[test]
+    fn missing_postgresql_section_is_an_error() {
+        let eff = effective("scope: s\n");
+        let err = render_node(&NodeInput {
+            effective: &eff,
+            major_version: 150000,
+            pg_version: 150000,
+            role: Role::Primary,
+            source: None,
+            enforce_hot_standby_feedback: false,
+            sync: None,
+            controldata: None,
+            catalog: &PassThroughGucs,
+            cwd: "/",
+            home: "/",
+        });
+        assert_eq!(err, Err(ParamsError::Missing("postgresql")));
+    }
+
     #[test]
     fn abspath_normalises() {
         assert_eq!(abspath("/w", "data"), "/w/data");
