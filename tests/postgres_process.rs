@@ -361,6 +361,63 @@ async fn a_stale_pid_file_is_neither_attached_nor_signalled() {
     let _ = sleeper.wait();
 }
 
+#[tokio::test]
+async fn a_smart_stop_blocked_by_a_client_escalates_to_immediate() {
+    if !have_postgres() {
+        return;
+    }
+    let cluster = Cluster::init();
+    let mut pm = cluster.start().await;
+    // Only PostgreSQL's own helpers run: none of them is a user backend.
+    assert_eq!(pm.user_backends(), vec![]);
+    assert!(
+        pm.wait_for_user_backends_to_close(Some(Duration::ZERO))
+            .await
+    );
+
+    let mut client = pg_command("psql", &cluster.run_as)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(["-d", "postgres", "-c", "SELECT pg_sleep(60)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn psql");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let backends = loop {
+        let b = pm.user_backends();
+        if !b.is_empty() || Instant::now() > deadline {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(backends.len(), 1, "{backends:?}");
+    assert!(backends[0].1.contains("postgres postgres"), "{backends:?}");
+    assert!(
+        !pm.wait_for_user_backends_to_close(Some(Duration::from_millis(300)))
+            .await
+    );
+
+    // Smart waits for that client forever; after the timeout the stop
+    // turns immediate, which ends the session.
+    let began = Instant::now();
+    let outcome = pm
+        .stop(StopMode::Smart, Some(Duration::from_secs(1)))
+        .await
+        .expect("stop");
+    assert_eq!(outcome, StopOutcome::EscalatedToImmediate);
+    assert!(began.elapsed() < Duration::from_secs(10));
+    assert!(!pm.is_running());
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
 /// Waits for pg_controldata to report `want`.
 async fn wait_for_state(cluster: &Cluster, want: ClusterState, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

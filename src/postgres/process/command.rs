@@ -2,6 +2,7 @@
 //! switch to another user, `pg_ctl` and `pg_controldata`.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,22 +39,25 @@ impl RunAs {
 /// Environment variables never passed to PostgreSQL: systemd's
 /// notification socket (only the daemon speaks to systemd; a postmaster
 /// that saw it would send READY/STOPPING itself) and our own configuration.
-fn is_private_variable(name: &str) -> bool {
-    name == "NOTIFY_SOCKET" || name.starts_with("PATRONI_") || name.starts_with("KUBERNETES_")
+fn is_private_variable(name: &OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name == b"NOTIFY_SOCKET" || name.starts_with(b"PATRONI_") || name.starts_with(b"KUBERNETES_")
 }
 
 /// The postmaster's environment, from the daemon's: private variables
 /// removed, `PG_MALLOC_ARENA_MAX` renamed to `MALLOC_ARENA_MAX` (so glibc's
 /// arena limit can be set for PostgreSQL without affecting the daemon).
+/// Works on `OsString`s: a variable that is not UTF-8 is passed through,
+/// never a reason to fail (or panic, as `std::env::vars` would).
 pub(crate) fn postmaster_env(
-    inherited: impl IntoIterator<Item = (String, String)>,
-) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = inherited
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = inherited
         .into_iter()
         .filter(|(name, _)| !is_private_variable(name))
         .collect();
-    if let Some(arena) = env.remove("PG_MALLOC_ARENA_MAX") {
-        env.insert("MALLOC_ARENA_MAX".to_owned(), arena);
+    if let Some(arena) = env.remove(OsStr::new("PG_MALLOC_ARENA_MAX")) {
+        env.insert(OsString::from("MALLOC_ARENA_MAX"), arena);
     }
     env
 }
@@ -197,10 +201,10 @@ pub async fn controldata_as(
 mod tests {
     use super::*;
 
-    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn pairs(items: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         items
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .collect()
     }
 
@@ -214,9 +218,27 @@ mod tests {
             ("PG_MALLOC_ARENA_MAX", "2"),
             ("PGTZ", "UTC"),
         ]));
-        let keys: Vec<&str> = env.keys().map(String::as_str).collect();
+        let keys: Vec<&OsStr> = env.keys().map(OsString::as_os_str).collect();
         assert_eq!(keys, vec!["MALLOC_ARENA_MAX", "PATH", "PGTZ"]);
-        assert_eq!(env.get("MALLOC_ARENA_MAX").map(String::as_str), Some("2"));
+        assert_eq!(
+            env.get(OsStr::new("MALLOC_ARENA_MAX")),
+            Some(&OsString::from("2"))
+        );
+    }
+
+    #[test]
+    fn env_keeps_non_utf8_values() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = OsString::from_vec(vec![b'a', 0xff, b'b']);
+        let env = postmaster_env(vec![
+            (OsString::from("ODD"), odd.clone()),
+            (
+                OsString::from_vec(b"PATRONI_\xff".to_vec()),
+                OsString::from("x"),
+            ),
+        ]);
+        assert_eq!(env.len(), 1);
+        assert_eq!(env.get(OsStr::new("ODD")), Some(&odd));
     }
 
     #[test]

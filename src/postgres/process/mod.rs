@@ -354,7 +354,7 @@ impl Postmaster {
         options: &StartOptions,
     ) -> Result<Postmaster, StartError> {
         let (program, args) = argv.split_first().ok_or(StartError::EmptyCommand)?;
-        let mut env = command::postmaster_env(std::env::vars());
+        let mut env = command::postmaster_env(std::env::vars_os());
         if let Some(existing) = read_pidfile(data_dir) {
             if let Some(pid) = existing
                 .pid()
@@ -371,7 +371,7 @@ impl Postmaster {
                     // the file instead would race with a real postmaster.
                     log::info!(target: "patroni.postgresql.postmaster",
                         "Telling PostgreSQL that it is safe to ignore postmaster.pid for process {pid}");
-                    env.insert("PG_GRANDPARENT_PID".to_owned(), pid.to_string());
+                    env.insert("PG_GRANDPARENT_PID".into(), pid.to_string().into());
                 }
             }
         }
