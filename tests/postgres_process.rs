@@ -466,13 +466,34 @@ async fn promote_a_standby() {
         )
         .expect("chown");
     }
-    // A copy's postmaster.pid/opts are not copied by pg_basebackup; the
-    // port comes from our command line.
+    let conninfo = format!(
+        "primary_conninfo=host=127.0.0.1 port={} user=postgres",
+        primary.port
+    );
+    // Without hot standby PostgreSQL reports `standby` and never `ready`;
+    // the start completes on that.
+    let mut cold = match Postmaster::start(
+        &standby.argv(&[&conninfo, "hot_standby=off"]),
+        &standby.data,
+        &standby.options(Duration::from_secs(30)),
+    )
+    .await
+    {
+        Ok(pm) => pm,
+        Err(e) => panic!("cold standby start failed: {e}"),
+    };
+    assert_eq!(
+        standby.pidfile().and_then(|p| p.status()),
+        Some(PmStatus::Standby)
+    );
+    assert_eq!(
+        cold.stop(StopMode::Fast, Some(Duration::from_secs(20)))
+            .await
+            .expect("stop"),
+        StopOutcome::Stopped
+    );
     let mut standby_pm = match Postmaster::start(
-        &standby.argv(&[&format!(
-            "primary_conninfo=host=127.0.0.1 port={} user=postgres",
-            primary.port
-        )]),
+        &standby.argv(&[&conninfo]),
         &standby.data,
         &standby.options(Duration::from_secs(30)),
     )
