@@ -6,11 +6,13 @@
 //! - [`env`] — the `PATRONI_*` environment variables.
 //! - [`effective`] — file + environment + dynamic defaults into the effective
 //!   configuration the daemon runs with.
+//! - [`pytext`] — Python's `str()`/`repr()` of values.
 //! - [`sample`] — `--generate-sample-config`.
 //! - [`validate`] — `--validate-config`.
 
 pub mod effective;
 pub mod env;
+pub mod pytext;
 pub mod sample;
 pub mod units;
 pub mod validate;

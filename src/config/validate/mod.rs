@@ -11,7 +11,6 @@
 //! - [`schema`]: the configuration's expected shape, as data.
 //! - [`engine`]: the combinators and the walk that reports problems.
 //! - [`checks`], [`net`]: the custom checks (files, binaries, addresses).
-//! - [`pyrepr`]: values printed the way Python prints them.
 //!
 //! Known differences from Python Patroni 4.1.5:
 //!
@@ -32,7 +31,7 @@
 mod checks;
 mod engine;
 mod net;
-mod pyrepr;
+use crate::config::pytext as pyrepr;
 mod schema;
 
 use crate::config::value::Value;

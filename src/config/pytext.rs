@@ -1,10 +1,12 @@
-//! Python's `str()` and `repr()` of configuration values.
+//! Python's `str()` and `repr()` of configuration values, in one place.
 //!
-//! Every line `--validate-config` prints embeds the offending value the way
-//! Python formats it (`str(value)`, which for containers means `repr` of
-//! their items: `{'port': '5432'}`, `[1, 'a']`, `datetime.date(2024, 1, 2)`).
-//! Operators compare these lines with what Python Patroni printed, so we
-//! reproduce the formatting rather than printing JSON.
+//! Patroni shows values the way Python formats them (`str(value)`, which
+//! for containers means `repr` of their items: `{'port': '5432'}`,
+//! `[1, 'a']`, `datetime.date(2024, 1, 2)`): in `--validate-config` lines,
+//! in REST answers that embed configuration values, and in comparisons
+//! (`patch_config` and `deep_compare` compare `str()` forms). Operators and
+//! tests compare these texts with Python Patroni's, so we reproduce the
+//! formatting rather than printing JSON.
 
 use crate::config::value::{TimeOfDay, Timestamp, Value};
 use regex::Regex;
