@@ -193,6 +193,22 @@ impl Cluster {
     }
 }
 
+/// A failed assertion must not leave a postmaster running on a deleted
+/// directory: stop whatever runs there (pg_ctl checks the pid file itself)
+/// before the directory goes.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.data.join("postmaster.pid").exists() {
+            let _ = pg_command("pg_ctl", &self.run_as)
+                .args(["stop", "-m", "immediate", "-w", "-D"])
+                .arg(&self.data)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 fn pid_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
