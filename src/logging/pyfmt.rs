@@ -159,39 +159,10 @@ fn is_unprintable(c: char) -> bool {
 
 /// A string as `json.dumps(..., ensure_ascii=True)` writes it.
 pub fn json_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::model::json::write_string(out, s);
 }
 
-/// A float as `json.dumps` writes it (`NaN`/`Infinity` are Python's
-/// non-standard spellings, which it emits by default).
-pub fn json_float(x: f64) -> String {
-    if x.is_nan() {
-        "NaN".into()
-    } else if x.is_infinite() {
-        if x > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else {
-        float_repr(x)
-    }
-}
+pub use crate::model::json::json_float;
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,7 @@ fn write_value(out: &mut String, value: &Value, style: Style) {
         Value::Bool(false) => out.push_str("false"),
         Value::Number(n) => {
             if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
-                out.push_str(&float_text(f));
+                out.push_str(&json_float(f));
             } else {
                 out.push_str(&n.to_string());
             }
@@ -78,8 +78,9 @@ fn write_value(out: &mut String, value: &Value, style: Style) {
     }
 }
 
-/// `float.__repr__`, with JSON's names for the non-finite values.
-fn float_text(f: f64) -> String {
+/// `float.__repr__`, with JSON's names for the non-finite values (Python
+/// writes `NaN`/`Infinity` by default).
+pub fn json_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
