@@ -324,6 +324,13 @@ impl Postmaster {
     /// until `postmaster.pid` names it and reports `ready` or `standby`.
     /// Fails as soon as the process exits, with its status and last log
     /// lines.
+    ///
+    /// Patroni waits for the port with `pg_isready` instead; the pid file's
+    /// status line says the same thing without a connection attempt.
+    /// Cancelling (dropping) this future leaves the postmaster running:
+    /// [`Postmaster::attach`] finds it again. A postmaster already running
+    /// on the data directory is [`StartError::AlreadyRunning`] (Patroni logs
+    /// an error and treats the start as done).
     pub async fn start(
         argv: &[String],
         data_dir: &Path,
