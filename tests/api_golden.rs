@@ -383,6 +383,47 @@ fn mask(body: &str) -> String {
     re.replace_all(body, "${1}N").into_owned()
 }
 
+/// The project venv's Python (`PATRONI_RS_VENV`, default
+/// `/opt/patroni-rs/venv`), which has Python Patroni 4.1.5.
+fn venv_python() -> String {
+    let venv = std::env::var("PATRONI_RS_VENV").unwrap_or_else(|_| "/opt/patroni-rs/venv".into());
+    format!("{venv}/bin/python")
+}
+
+/// Run a Python harness that answers one stdin line with one stdout line.
+/// Stdin is fed from a thread: writing everything first could fill both
+/// pipes and deadlock. Panics with the harness's stderr when it fails.
+fn python_lines(python: &str, script: &str, input: String) -> Vec<String> {
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python: {e}"));
+    let feeder = child.stdin.take().map(|mut stdin| {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(input.as_bytes());
+        })
+    });
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("python: {e}"));
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 #[path = "api_golden/diff_cluster.rs"]
 mod diff_cluster;
 #[path = "api_golden/diff_health.rs"]

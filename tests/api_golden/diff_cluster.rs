@@ -93,7 +93,7 @@ fn member_value(rng: &mut Lcg) -> String {
 /// switchovers.
 #[test]
 fn cluster_bodies_match_patroni_on_generated_keys() {
-    let python = "/opt/patroni-rs/venv/bin/python";
+    let python = &super::venv_python();
     if !std::path::Path::new(python).exists() {
         eprintln!("skipped: {python} not found");
         return;
@@ -134,34 +134,8 @@ fn cluster_bodies_match_patroni_on_generated_keys() {
         }));
     }
     let input: String = scenarios.iter().map(|j| format!("{j}\n")).collect();
-    let mut child = std::process::Command::new(python)
-        .args(["-c", PY_CLUSTER_HARNESS])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("python: {e}"));
-    let feeder = child.stdin.take().map(|mut stdin| {
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(input.as_bytes());
-        })
-    });
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("python: {e}"));
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = std::str::from_utf8(&out.stdout)
-        .unwrap_or("")
-        .lines()
-        .collect();
+    let answers = super::python_lines(python, PY_CLUSTER_HARNESS, input);
+    let lines: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_eq!(lines.len(), scenarios.len());
     let mut failures = Vec::new();
     for (sc, want) in scenarios.iter().zip(lines) {

@@ -312,7 +312,7 @@ fn scenario(rng: &mut Lcg) -> (Value, NodeStatus) {
 /// validity, pause, sync/quorum/standby configurations, lag, tags).
 #[test]
 fn health_checks_match_patroni_on_generated_scenarios() {
-    let python = "/opt/patroni-rs/venv/bin/python";
+    let python = &super::venv_python();
     if !std::path::Path::new(python).exists() {
         eprintln!("skipped: {python} not found");
         return;
@@ -320,36 +320,8 @@ fn health_checks_match_patroni_on_generated_scenarios() {
     let mut rng = Lcg(0x5eed);
     let scenarios: Vec<(Value, NodeStatus)> = (0..300).map(|_| scenario(&mut rng)).collect();
     let input: String = scenarios.iter().map(|(j, _)| format!("{j}\n")).collect();
-    let mut child = std::process::Command::new(python)
-        .args(["-c", PY_HARNESS])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("python: {e}"));
-    // Feed stdin from a thread: the harness answers line by line, so
-    // writing everything first could fill both pipes and deadlock.
-    let feeder = child.stdin.take().map(|mut stdin| {
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(input.as_bytes());
-        })
-    });
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("python: {e}"));
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = std::str::from_utf8(&out.stdout)
-        .unwrap_or("")
-        .lines()
-        .collect();
+    let answers = super::python_lines(python, PY_HARNESS, input);
+    let lines: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_eq!(lines.len(), scenarios.len());
     let mut failures = Vec::new();
     let mut ok_codes = 0;

@@ -204,7 +204,7 @@ impl ApiCommands for WriteFake {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_validation_matches_patroni_on_generated_requests() {
     use patroni::api::commands::{post_failover, post_restart, Reply};
-    let python = "/opt/patroni-rs/venv/bin/python";
+    let python = &super::venv_python();
     if !std::path::Path::new(python).exists() {
         eprintln!("skipped: {python} not found");
         return;
@@ -212,34 +212,8 @@ async fn write_validation_matches_patroni_on_generated_requests() {
     let mut rng = Lcg(0xfa11);
     let scenarios: Vec<Value> = (0..400).map(|_| write_scenario(&mut rng)).collect();
     let input: String = scenarios.iter().map(|j| format!("{j}\n")).collect();
-    let mut child = std::process::Command::new(python)
-        .args(["-c", PY_WRITE_HARNESS])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("python: {e}"));
-    let feeder = child.stdin.take().map(|mut stdin| {
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(input.as_bytes());
-        })
-    });
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("python: {e}"));
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = std::str::from_utf8(&out.stdout)
-        .unwrap_or("")
-        .lines()
-        .collect();
+    let answers = super::python_lines(python, PY_WRITE_HARNESS, input);
+    let lines: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_eq!(lines.len(), scenarios.len());
     let mut failures = Vec::new();
     let mut codes = std::collections::BTreeMap::new();
