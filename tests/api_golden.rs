@@ -390,6 +390,20 @@ fn venv_python() -> String {
     format!("{venv}/bin/python")
 }
 
+/// Whether the differential tests can run. Under CI a missing Python
+/// Patroni is a failure, not a skip.
+fn python_available(python: &str) -> bool {
+    if std::path::Path::new(python).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{python} not found (run .ci/setup)"
+    );
+    eprintln!("skipped: {python} not found");
+    false
+}
+
 /// Run a Python harness that answers one stdin line with one stdout line.
 /// Stdin is fed from a thread: writing everything first could fill both
 /// pipes and deadlock. Panics with the harness's stderr when it fails.

@@ -94,8 +94,7 @@ fn member_value(rng: &mut Lcg) -> String {
 #[test]
 fn cluster_bodies_match_patroni_on_generated_keys() {
     let python = &super::venv_python();
-    if !std::path::Path::new(python).exists() {
-        eprintln!("skipped: {python} not found");
+    if !super::python_available(python) {
         return;
     }
     let mut rng = Lcg(0xc105);

@@ -313,8 +313,7 @@ fn scenario(rng: &mut Lcg) -> (Value, NodeStatus) {
 #[test]
 fn health_checks_match_patroni_on_generated_scenarios() {
     let python = &super::venv_python();
-    if !std::path::Path::new(python).exists() {
-        eprintln!("skipped: {python} not found");
+    if !super::python_available(python) {
         return;
     }
     let mut rng = Lcg(0x5eed);

@@ -205,8 +205,7 @@ impl ApiCommands for WriteFake {
 async fn write_validation_matches_patroni_on_generated_requests() {
     use patroni::api::commands::{post_failover, post_restart, Reply};
     let python = &super::venv_python();
-    if !std::path::Path::new(python).exists() {
-        eprintln!("skipped: {python} not found");
+    if !super::python_available(python) {
         return;
     }
     let mut rng = Lcg(0xfa11);
