@@ -79,6 +79,11 @@ fn have_postgres() -> bool {
     if Path::new(BIN_DIR).join("postgres").exists() {
         true
     } else {
+        // Under CI a missing PostgreSQL is a broken setup, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL 15 binaries not found in {BIN_DIR} (.ci/setup installs them)"
+        );
         eprintln!(
             "SKIPPED: PostgreSQL 15 binaries not found in {BIN_DIR} (.ci/setup installs them)"
         );
