@@ -43,7 +43,9 @@
 //! - `GET /cluster`, `/config`, `/history` answer from the last published
 //!   cluster view instead of querying the DCS in the request (Python's
 //!   `/cluster` hangs while the DCS is unreachable).
-//! - TLS (`certfile`, `verify_client`) is not implemented yet.
+//! - TLS is rustls, not OpenSSL: see [`tls`] for what that changes
+//!   (encrypted keys, `ciphers`). The handshake must finish within
+//!   [`Limits::header_timeout`], the same bound as the request head.
 //! - `allowlist` entries must be IP addresses or CIDR networks; Python also
 //!   resolves host names.
 
@@ -53,7 +55,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -64,10 +66,12 @@ use super::status::StatusReader;
 
 mod request;
 mod settings;
+pub mod tls;
 
 pub use request::Request;
 use request::{py_repr, read_request, Incoming};
 pub use settings::{bind_listen, split_listen, ApiSettings, IpNet, Limits, PYTHON_SERVER_HEADER};
+pub use tls::{TlsAcceptor, TlsError, TlsOptions, VerifyClient};
 
 /// Everything a connection handler needs.
 pub struct ApiServer {
@@ -77,8 +81,16 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Accept connections until the task is dropped.
+    /// Accept connections until the task is dropped. With TLS configured
+    /// but not loadable this returns the error at once: the API is never
+    /// served in plain text by mistake.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        if let Some(tls) = &self.settings.tls {
+            if tls.config().is_none() {
+                tls.reload()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            }
+        }
         let permits = Arc::new(Semaphore::new(self.settings.limits.max_connections.max(1)));
         loop {
             let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -102,7 +114,59 @@ impl ApiServer {
         }
     }
 
-    async fn handle_connection(&self, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+    /// Re-read the TLS certificate, key and CA files (SIGHUP / reload).
+    /// The listener stays; new connections use the new files. `Ok(true)`
+    /// when the served certificate changed, `Ok(false)` when it did not or
+    /// TLS is not configured. On error the old files stay in use.
+    pub fn reload_certificates(&self) -> Result<bool, TlsError> {
+        match &self.settings.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(false),
+        }
+    }
+
+    async fn handle_connection(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+        let Some(tls) = &self.settings.tls else {
+            return self.exchange(stream, peer, None).await;
+        };
+        let Some(config) = tls.config() else {
+            return Ok(());
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let handshake =
+            tokio::time::timeout(self.settings.limits.header_timeout, acceptor.accept(stream));
+        let stream = match handshake.await {
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            }
+            Ok(r) => r?,
+        };
+        let has_cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .is_some_and(|c| !c.is_empty());
+        self.exchange(
+            stream,
+            peer,
+            Some(ConnTls {
+                has_cert,
+                mode: tls.options().verify_client,
+            }),
+        )
+        .await
+    }
+
+    /// Read one request and write its response, on plain TCP or TLS.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        peer: SocketAddr,
+        tls: Option<ConnTls>,
+    ) -> io::Result<()> {
         let limits = self.settings.limits;
         let read = tokio::time::timeout(
             limits.header_timeout,
@@ -114,14 +178,18 @@ impl ApiServer {
             Ok(Err(e)) => return Err(e),
             Ok(Ok(Incoming::Closed)) => return Ok(()),
             Ok(Ok(Incoming::Reject(bytes))) => bytes,
-            Ok(Ok(Incoming::Request(req))) => self.respond(&req, peer.ip()).await,
+            Ok(Ok(Incoming::Request(req))) => self.respond_on(&req, peer.ip(), tls).await,
         };
         stream.write_all(&response).await?;
         stream.shutdown().await
     }
 
-    /// The response bytes for one parsed request.
+    /// The response bytes for one parsed request on a plain connection.
     pub async fn respond(&self, req: &Request, peer: IpAddr) -> Vec<u8> {
+        self.respond_on(req, peer, None).await
+    }
+
+    async fn respond_on(&self, req: &Request, peer: IpAddr, tls: Option<ConnTls>) -> Vec<u8> {
         let w = Writer {
             settings: &self.settings,
             head: req.method == "HEAD",
@@ -171,7 +239,7 @@ impl ApiServer {
             | ("PATCH" | "PUT", "config")
             | ("DELETE", "restart" | "switchover") => {
                 let check_members = !(method == "POST" && segment == "failsafe");
-                if let Some(denied) = self.check_access(req, peer, &status, check_members) {
+                if let Some(denied) = self.check_access(req, peer, &status, check_members, tls) {
                     return w.reply(denied);
                 }
                 w.reply(self.modify(req, method, segment, &status).await)
@@ -183,13 +251,15 @@ impl ApiServer {
         }
     }
 
-    /// Patroni's `check_access`: allowlist, then basic auth.
+    /// Patroni's `check_access`: allowlist, then the client certificate
+    /// (TLS with `verify_client` optional or required), then basic auth.
     fn check_access(
         &self,
         req: &Request,
         peer: IpAddr,
         status: &super::status::NodeStatus,
         check_members: bool,
+        tls: Option<ConnTls>,
     ) -> Option<Reply> {
         let s = &self.settings;
         let check_members = check_members && s.allowlist_include_members;
@@ -202,6 +272,11 @@ impl ApiServer {
                         .any(|ip| IpNet::parse(&ip.to_string()).is_some_and(|n| n.contains(peer))));
             if !allowed {
                 return Some(Reply::html(403, "Access is denied"));
+            }
+        }
+        if let Some(conn) = tls {
+            if !conn.has_cert && conn.mode != VerifyClient::None {
+                return Some(Reply::html(403, "client certificate required"));
             }
         }
         let key = s.auth_key.as_deref()?;
@@ -283,6 +358,15 @@ impl ApiServer {
             _ => Reply::Error(501),
         }
     }
+}
+
+/// What the access check needs to know about a TLS connection.
+#[derive(Debug, Clone, Copy)]
+struct ConnTls {
+    /// The client presented a certificate (rustls verified it against
+    /// `cafile` during the handshake).
+    has_cert: bool,
+    mode: VerifyClient,
 }
 
 fn now_epoch() -> f64 {

@@ -4,8 +4,7 @@
 
 use std::io;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::error_page;
 use super::settings::Limits;
@@ -52,7 +51,7 @@ pub(super) enum Incoming {
 
 /// Read and parse one request from the stream.
 pub(super) async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     limits: Limits,
     server: &str,
 ) -> io::Result<Incoming> {

@@ -3,11 +3,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use tokio::net::TcpListener;
 
+use super::tls::{TlsAcceptor, TlsOptions, VerifyClient};
 use crate::api::commands::PollTiming;
 
 /// Resource limits of the server.
@@ -81,7 +83,9 @@ impl IpNet {
 pub struct ApiSettings {
     /// The `Server` header value.
     pub server_header: String,
-    /// `http_extra_headers`, in configuration order.
+    /// `http_extra_headers`, in configuration order; with TLS,
+    /// `https_extra_headers` merged in as Python's `dict.update` does
+    /// (same name: value replaced in place; new names appended).
     pub extra_headers: Vec<(String, String)>,
     /// base64(`username:password`) when authentication is configured.
     pub(super) auth_key: Option<String>,
@@ -91,6 +95,9 @@ pub struct ApiSettings {
     pub poll: PollTiming,
     /// `request_queue_size`: the listen backlog for [`bind_listen`].
     pub request_queue_size: u32,
+    /// TLS when `restapi.certfile` is set; shared so that a reload is seen
+    /// by the running server.
+    pub tls: Option<Arc<TlsAcceptor>>,
 }
 
 /// The Python default `Server` header, which Patroni keeps unless
@@ -108,6 +115,7 @@ impl ApiSettings {
             limits: Limits::default(),
             poll: PollTiming::default(),
             request_queue_size: 5,
+            tls: None,
         }
     }
 
@@ -135,7 +143,11 @@ impl ApiSettings {
     /// `authentication` (or the derived `auth` text `user:pass`),
     /// `server_tokens`, `http_extra_headers`, `allowlist` (IP addresses
     /// and CIDR networks; other entries are logged and skipped) and
-    /// `allowlist_include_members`.
+    /// `allowlist_include_members`, and TLS (`certfile`, `keyfile`,
+    /// `keyfile_password`, `cafile`, `ciphers`, `verify_client`,
+    /// `https_extra_headers`). A TLS configuration that fails to load is
+    /// logged here and reported again by [`super::ApiServer::serve`],
+    /// which refuses to serve rather than fall back to plain HTTP.
     pub fn from_restapi(restapi: &crate::config::value::Map) -> ApiSettings {
         use crate::config::value::Value as V;
         let mut s = ApiSettings::new();
@@ -147,6 +159,22 @@ impl ApiSettings {
                 .str_entries()
                 .map(|(k, v)| (k.to_owned(), python_text(v)))
                 .collect();
+        }
+        if let Some(options) = tls_options(restapi) {
+            if let Some(headers) = restapi.get("https_extra_headers").and_then(V::as_map) {
+                for (k, v) in headers.str_entries() {
+                    let v = python_text(v);
+                    match s.extra_headers.iter_mut().find(|(name, _)| name == k) {
+                        Some(slot) => slot.1 = v,
+                        None => s.extra_headers.push((k.to_owned(), v)),
+                    }
+                }
+            }
+            let acceptor = TlsAcceptor::new(options);
+            if let Err(e) = acceptor.reload() {
+                log::error!(target: "patroni.api", "REST API TLS: {e}");
+            }
+            s.tls = Some(Arc::new(acceptor));
         }
         if let Some(auth) = restapi.get("authentication").and_then(V::as_map) {
             let field = |k: &str| auth.get(k).map(python_text).unwrap_or_default();
@@ -178,6 +206,26 @@ impl ApiSettings {
             .is_some_and(V::truthy);
         s
     }
+}
+
+/// The TLS options when `certfile` is set (non-empty, like Python's
+/// truthiness test).
+fn tls_options(restapi: &crate::config::value::Map) -> Option<TlsOptions> {
+    use crate::config::value::Value as V;
+    let text = |k: &str| restapi.get(k).filter(|v| v.truthy()).map(python_text);
+    let certfile = text("certfile")?;
+    Some(TlsOptions {
+        certfile: certfile.into(),
+        keyfile: text("keyfile").map(Into::into),
+        keyfile_password: text("keyfile_password"),
+        cafile: text("cafile").map(Into::into),
+        ciphers: text("ciphers"),
+        verify_client: restapi
+            .get("verify_client")
+            .and_then(V::as_str)
+            .map(VerifyClient::parse)
+            .unwrap_or_default(),
+    })
 }
 
 /// A scalar setting as Python's `str()` would print it.
