@@ -67,21 +67,23 @@ impl ApiCommands for Nothing {
     fn wakeup(&self) {}
 }
 
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// CA, `server` and `server2` (both for IP 127.0.0.1, different subjects
 /// and serials) and `client`, all signed by the CA.
 fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("openssl: {e}"));
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     run(&[
         "req",
         "-x509",
@@ -604,4 +606,119 @@ async fn python_urllib3_client_with_certificate() {
         !refused.status.success(),
         "urllib3 without a client certificate got in"
     );
+}
+
+/// PKCS#1 RSA, SEC1 EC, a key inside `certfile`, and an encrypted PKCS#8
+/// key with `keyfile_password`, each serving a real GET.
+#[tokio::test]
+async fn key_formats_and_keyfile_password() {
+    let certs = Certs::new();
+    let dir = certs.path.as_path();
+    openssl(
+        dir,
+        &[
+            "pkey",
+            "-in",
+            "server.key",
+            "-traditional",
+            "-out",
+            "rsa1.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "server.key",
+            "-out",
+            "enc.key",
+            "-passout",
+            "pass:s3cret",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "ec.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req", "-new", "-key", "ec.key", "-out", "ec.csr", "-subj", "/CN=ec",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "ec.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "ec.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    assert!(read("rsa1.key").contains("BEGIN RSA PRIVATE KEY"));
+    assert!(read("enc.key").contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    assert!(read("ec.key").contains("BEGIN EC PRIVATE KEY"));
+    std::fs::write(
+        dir.join("ec-combined.pem"),
+        read("ec.crt") + &read("ec.key"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let cases: [(&str, Option<&str>, Option<&str>); 3] = [
+        ("server.crt", Some("rsa1.key"), None),
+        ("server.crt", Some("enc.key"), Some("s3cret")),
+        ("ec-combined.pem", None, None),
+    ];
+    for (crt, key, password) in cases {
+        let mut section = restapi(&certs, None);
+        section.set("certfile", CValue::Str(certs.file(crt)));
+        section.remove("keyfile");
+        if let Some(key) = key {
+            section.set("keyfile", CValue::Str(certs.file(key)));
+        }
+        if let Some(pw) = password {
+            section.set("keyfile_password", CValue::Str(pw.into()));
+        }
+        let tls = start(ApiSettings::from_restapi(&section)).await;
+        let (reply, served) =
+            tls_exchange(&certs, tls.addr, false, &request("GET", "/patroni", ""))
+                .await
+                .unwrap_or_else(|e| panic!("{crt} {key:?}: {e}"));
+        assert!(body_of(&reply).contains("\"state\""), "{crt} {key:?}");
+        assert_eq!(served, pem_leaf(&dir.join(crt)), "{crt}");
+    }
+
+    let mut wrong = restapi(&certs, None);
+    wrong.set("keyfile", CValue::Str(certs.file("enc.key")));
+    wrong.set("keyfile_password", CValue::Str("nope".into()));
+    let settings = ApiSettings::from_restapi(&wrong);
+    let err = settings
+        .tls
+        .as_ref()
+        .and_then(|t| t.reload().err())
+        .map(|e| e.0)
+        .unwrap_or_default();
+    assert!(err.contains("enc.key") && err.contains("decrypt"), "{err}");
 }

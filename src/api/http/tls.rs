@@ -9,10 +9,13 @@
 //!
 //! # Differences from Python Patroni (which uses OpenSSL through `ssl`)
 //!
-//! - `keyfile_password`: rustls cannot decrypt encrypted private keys
-//!   (`ENCRYPTED PRIVATE KEY` or legacy `Proc-Type: 4,ENCRYPTED` PEM). Such
-//!   a key is refused with an error naming the file; decrypt it first
-//!   (`openssl pkey -in enc.key -out plain.key`).
+//! - `keyfile_password`: rustls cannot decrypt keys, so encrypted PKCS#8
+//!   keys (`BEGIN ENCRYPTED PRIVATE KEY`: PBES2 with PBKDF2 or scrypt and
+//!   AES-CBC, or 3DES) are decrypted with the RustCrypto `pkcs8` crate.
+//!   The legacy OpenSSL encryption inside `BEGIN RSA/EC PRIVATE KEY`
+//!   (`Proc-Type: 4,ENCRYPTED`) is not supported: such a key is refused
+//!   with an error naming the file; convert it with
+//!   `openssl pkcs8 -topk8 -in old.key -out new.key` (it keeps a password).
 //! - `ciphers`: an OpenSSL cipher string only restricts TLS 1.2 suites (as
 //!   with OpenSSL, TLS 1.3 suites are not affected). rustls offers only
 //!   ECDHE with AES-GCM or ChaCha20-Poly1305; explicit names of those
@@ -156,7 +159,7 @@ fn build(o: &TlsOptions) -> Result<Loaded, TlsError> {
         .map(|c| c.as_ref().to_vec())
         .ok_or_else(|| TlsError(format!("no certificate found in {}", o.certfile.display())))?;
     let keyfile = o.keyfile.as_deref().unwrap_or(&o.certfile);
-    let key = read_key(keyfile, o.keyfile_password.is_some())?;
+    let key = read_key(keyfile, o.keyfile_password.as_deref())?;
 
     let mut provider = rustls::crypto::ring::default_provider();
     if let Some(ciphers) = o.ciphers.as_deref() {
@@ -225,22 +228,38 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// The first PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key in the file.
-fn read_key(path: &Path, password_given: bool) -> Result<PrivateKeyDer<'static>, TlsError> {
+const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// The first PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key in the file; an
+/// encrypted PKCS#8 key is decrypted with `password`.
+fn read_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read_file(path)?;
     let text = String::from_utf8_lossy(&bytes);
-    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || text.contains("Proc-Type: 4,ENCRYPTED")
-    {
-        let hint = if password_given {
-            "restapi.keyfile_password is not supported"
-        } else {
-            "no restapi.keyfile_password given, and encrypted keys are not supported anyway"
-        };
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(TlsError(format!(
-            "private key {} is encrypted: {hint}; decrypt it (openssl pkey -in <file> -out <plain file>)",
+            "private key {} uses the legacy OpenSSL encryption, which is not supported; \
+             convert it to encrypted PKCS#8 (openssl pkcs8 -topk8 -in <file> -out <new file>)",
             path.display()
         )));
+    }
+    if let Some(start) = text.find(ENCRYPTED_BEGIN) {
+        let block = text[start..]
+            .find(ENCRYPTED_END)
+            .map(|end| &text[start..start + end + ENCRYPTED_END.len()])
+            .ok_or_else(|| TlsError(format!("unterminated encrypted key in {}", path.display())))?;
+        let password = password.ok_or_else(|| {
+            TlsError(format!(
+                "private key {} is encrypted and restapi.keyfile_password is not set",
+                path.display()
+            ))
+        })?;
+        return decrypt_pkcs8(block, password).map_err(|e| {
+            TlsError(format!(
+                "cannot decrypt private key {}: {e}",
+                path.display()
+            ))
+        });
     }
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         TlsError(format!(
@@ -248,6 +267,18 @@ fn read_key(path: &Path, password_given: bool) -> Result<PrivateKeyDer<'static>,
             path.display()
         ))
     })
+}
+
+/// Decrypt one `ENCRYPTED PRIVATE KEY` PEM block.
+fn decrypt_pkcs8(pem: &str, password: &str) -> Result<PrivateKeyDer<'static>, String> {
+    use pkcs8::der::Decode;
+    let (_, doc) = pkcs8::Document::from_pem(pem).map_err(|e| format!("bad PEM: {e}"))?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::from_der(doc.as_bytes())
+        .map_err(|e| format!("bad encrypted key: {e}"))?;
+    let plain = info
+        .decrypt(password)
+        .map_err(|e| format!("{e} (wrong restapi.keyfile_password?)"))?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
 }
 
 /// rustls suites by their OpenSSL names. TLS 1.3 suites appear here only
@@ -383,9 +414,28 @@ mod tests {
             &enc,
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
         );
-        let err = read_key(&enc, true).err().map(|e| e.0).unwrap_or_default();
+        let err = read_key(&enc, None).err().map(|e| e.0).unwrap_or_default();
         assert!(
-            err.contains("enc.key") && err.contains("encrypted"),
+            err.contains("enc.key") && err.contains("keyfile_password"),
+            "{err}"
+        );
+        let err = read_key(&enc, Some("pw"))
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(err.contains("enc.key") && err.contains("decrypt"), "{err}");
+
+        let legacy = dir.join("legacy.key");
+        let _ = std::fs::write(
+            &legacy,
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        );
+        let err = read_key(&legacy, Some("pw"))
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(
+            err.contains("legacy.key") && err.contains("legacy"),
             "{err}"
         );
         let _ = std::fs::remove_dir_all(&dir);
