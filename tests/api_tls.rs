@@ -528,6 +528,32 @@ async fn reload_swaps_the_served_certificate_without_dropping_the_listener() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(still, after);
+
+    // A configuration reload that turns on verify_client (and fixes the
+    // key) applies to the next connection on the same listener.
+    copy("server2.key", &key);
+    section.set("verify_client", CValue::Str("required".into()));
+    assert_eq!(tls.server.reconfigure_tls(&section), Ok(false));
+    let refused = tls_exchange(&certs, tls.addr, false, &req).await;
+    assert!(
+        refused.as_ref().map_or(true, |(r, _)| r.is_empty()),
+        "served without a client certificate: {refused:?}"
+    );
+    let (reply, _) = tls_exchange(&certs, tls.addr, true, &req)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(body_of(&reply).contains("\"state\""));
+
+    // Turning TLS off needs a new listener: refused, TLS stays on.
+    section.remove("certfile");
+    let err = tls
+        .server
+        .reconfigure_tls(&section)
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default();
+    assert!(err.contains("restapi.certfile"), "{err}");
+    assert!(tls_exchange(&certs, tls.addr, true, &req).await.is_ok());
 }
 
 #[tokio::test]

@@ -125,14 +125,31 @@ impl ApiServer {
         }
     }
 
+    /// Apply a changed `restapi` section's TLS options (paths,
+    /// `verify_client`, `ciphers`) without dropping the listener. Turning
+    /// TLS on or off needs a new server (Python re-creates its listener
+    /// then too); that is reported as an error and nothing changes.
+    pub fn reconfigure_tls(&self, restapi: &crate::config::value::Map) -> Result<bool, TlsError> {
+        match (&self.settings.tls, settings::tls_options(restapi)) {
+            (Some(tls), Some(options)) => tls.reconfigure(options),
+            (None, None) => Ok(false),
+            (Some(_), None) => Err(TlsError(
+                "restapi.certfile was removed: restart the REST API to serve plain HTTP".into(),
+            )),
+            (None, Some(_)) => Err(TlsError(
+                "restapi.certfile was added: restart the REST API to serve HTTPS".into(),
+            )),
+        }
+    }
+
     async fn handle_connection(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
         let Some(tls) = &self.settings.tls else {
             return self.exchange(stream, peer, None).await;
         };
-        let Some(config) = tls.config() else {
+        let Some(loaded) = tls.current() else {
             return Ok(());
         };
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let acceptor = tokio_rustls::TlsAcceptor::from(loaded.config);
         let handshake =
             tokio::time::timeout(self.settings.limits.header_timeout, acceptor.accept(stream));
         let stream = match handshake.await {
@@ -149,15 +166,11 @@ impl ApiServer {
             .1
             .peer_certificates()
             .is_some_and(|c| !c.is_empty());
-        self.exchange(
-            stream,
-            peer,
-            Some(ConnTls {
-                has_cert,
-                mode: tls.options().verify_client,
-            }),
-        )
-        .await
+        let conn = ConnTls {
+            has_cert,
+            mode: loaded.verify_client,
+        };
+        self.exchange(stream, peer, Some(conn)).await
     }
 
     /// Read one request and write its response, on plain TCP or TLS.

@@ -210,7 +210,7 @@ impl ApiSettings {
 
 /// The TLS options when `certfile` is set (non-empty, like Python's
 /// truthiness test).
-fn tls_options(restapi: &crate::config::value::Map) -> Option<TlsOptions> {
+pub(super) fn tls_options(restapi: &crate::config::value::Map) -> Option<TlsOptions> {
     use crate::config::value::Value as V;
     let text = |k: &str| restapi.get(k).filter(|v| v.truthy()).map(python_text);
     let certfile = text("certfile")?;

@@ -93,23 +93,31 @@ impl std::error::Error for TlsError {}
 
 /// The server side of TLS with hot reload.
 pub struct TlsAcceptor {
-    options: TlsOptions,
-    current: RwLock<Option<Loaded>>,
+    state: RwLock<State>,
 }
 
+struct State {
+    options: TlsOptions,
+    loaded: Option<Loaded>,
+}
+
+/// What one connection is served with: taken once before its handshake,
+/// so a reload in the middle of a request cannot mix two configurations.
 #[derive(Clone)]
-struct Loaded {
-    config: Arc<ServerConfig>,
+pub struct Loaded {
+    pub config: Arc<ServerConfig>,
+    pub verify_client: VerifyClient,
     /// DER of the leaf certificate, to tell whether a reload changed it.
     leaf: Vec<u8>,
 }
 
 impl fmt::Debug for TlsAcceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.read();
         f.debug_struct("TlsAcceptor")
-            .field("certfile", &self.options.certfile)
-            .field("verify_client", &self.options.verify_client)
-            .field("loaded", &self.config().is_some())
+            .field("certfile", &state.options.certfile)
+            .field("verify_client", &state.options.verify_client)
+            .field("loaded", &state.loaded.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -118,8 +126,10 @@ impl TlsAcceptor {
     /// An acceptor that has not read its files yet (see [`Self::reload`]).
     pub fn new(options: TlsOptions) -> TlsAcceptor {
         TlsAcceptor {
-            options,
-            current: RwLock::new(None),
+            state: RwLock::new(State {
+                options,
+                loaded: None,
+            }),
         }
     }
 
@@ -130,24 +140,53 @@ impl TlsAcceptor {
         Ok(acceptor)
     }
 
-    pub fn options(&self) -> &TlsOptions {
-        &self.options
+    // A panic while the lock was held cannot leave the state half written
+    // (every write is a single assignment), so a poisoned lock is usable.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The configuration new connections get, `None` until a load worked.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> TlsOptions {
+        self.read().options.clone()
+    }
+
+    /// What new connections get, `None` until a load worked.
+    pub fn current(&self) -> Option<Loaded> {
+        self.read().loaded.clone()
+    }
+
+    /// The rustls configuration new connections get.
     pub fn config(&self) -> Option<Arc<ServerConfig>> {
-        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().map(|l| l.config.clone())
+        self.current().map(|l| l.config)
     }
 
     /// Read certificate, key and CA again. `Ok(true)` when the served
     /// certificate changed (Patroni's `reload_local_certificate` answer);
     /// on error the previous configuration stays in use.
     pub fn reload(&self) -> Result<bool, TlsError> {
-        let loaded = build(&self.options)?;
-        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
-        let changed = guard.as_ref().is_none_or(|old| old.leaf != loaded.leaf);
-        *guard = Some(loaded);
+        let options = self.options();
+        self.reconfigure(options)
+    }
+
+    /// Switch to other options (a configuration reload changed paths,
+    /// `verify_client` or `ciphers`). Files are read before anything is
+    /// swapped: on error the previous options and files stay in use.
+    pub fn reconfigure(&self, options: TlsOptions) -> Result<bool, TlsError> {
+        let loaded = build(&options)?;
+        let mut state = self.write();
+        let changed = state
+            .loaded
+            .as_ref()
+            .is_none_or(|old| old.leaf != loaded.leaf);
+        *state = State {
+            options,
+            loaded: Some(loaded),
+        };
         Ok(changed)
     }
 }
@@ -206,6 +245,7 @@ fn build(o: &TlsOptions) -> Result<Loaded, TlsError> {
     config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Loaded {
         config: Arc::new(config),
+        verify_client: o.verify_client,
         leaf,
     })
 }
