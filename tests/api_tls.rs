@@ -748,3 +748,56 @@ async fn key_formats_and_keyfile_password() {
         .unwrap_or_default();
     assert!(err.contains("enc.key") && err.contains("decrypt"), "{err}");
 }
+
+/// `ciphers` restricts the TLS 1.2 suites the server accepts.
+#[tokio::test]
+async fn ciphers_restrict_tls12_suites() {
+    let certs = Certs::new();
+    let mut section = restapi(&certs, None);
+    section.set(
+        "ciphers",
+        CValue::Str("ECDHE-RSA-AES128-GCM-SHA256:!aNULL".into()),
+    );
+    let tls = start(ApiSettings::from_restapi(&section)).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(certs.path.join("ca.crt"))
+        .unwrap_or_else(|e| panic!("ca: {e}"))
+        .flatten()
+    {
+        roots.add(c).unwrap_or_else(|e| panic!("ca: {e}"));
+    }
+    let roots = Arc::new(roots);
+    // A TLS 1.2 client offering only the given suite.
+    let negotiate = |suite: rustls::CipherSuite| {
+        let roots = roots.clone();
+        async move {
+            let mut provider = rustls::crypto::ring::default_provider();
+            provider.cipher_suites.retain(|s| s.suite() == suite);
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap_or_else(|e| panic!("{e}"))
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tcp = TcpStream::connect(tls.addr).await?;
+            let name = ServerName::IpAddress(tls.addr.ip().into());
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(
+                stream
+                    .get_ref()
+                    .1
+                    .negotiated_cipher_suite()
+                    .map(|s| s.suite()),
+            )
+        }
+    };
+    let chosen = rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256;
+    let other = rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384;
+    assert_eq!(negotiate(chosen).await.ok().flatten(), Some(chosen));
+    assert!(
+        negotiate(other).await.is_err(),
+        "a suite left out of ciphers was accepted"
+    );
+}

@@ -235,14 +235,15 @@ fn build(o: &TlsOptions) -> Result<Loaded, TlsError> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+    // No ALPN list: like Python's ssl server, ignore what the client offers
+    // (a list would make rustls refuse clients that offer only `h2`).
+    let config = builder.with_single_cert(chain, key).map_err(|e| {
         TlsError(format!(
             "certificate {} and key {} do not work together: {e}",
             o.certfile.display(),
             keyfile.display()
         ))
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Loaded {
         config: Arc::new(config),
         verify_client: o.verify_client,
