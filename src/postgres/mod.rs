@@ -29,6 +29,7 @@
 //! - [`controldata`]: `pg_controldata` output.
 //! - [`pid`]: `postmaster.pid` and `postmaster.opts`.
 //! - [`process`]: the postmaster process: start, attach, stop, promote.
+//! - [`query`]: the monitoring connection and the HA loop's per-cycle query.
 
 pub mod conf;
 pub mod controldata;
@@ -39,6 +40,7 @@ pub mod pg15_catalog;
 pub mod pid;
 pub mod process;
 pub mod pystr;
+pub mod query;
 pub mod recovery;
 
 pub use conf::{
