@@ -425,13 +425,33 @@ async fn a_client_timeout_is_typed_and_the_session_is_named() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(!monitor.is_connected().await);
 
-    // Patroni's session name for the HA loop's connection is visible to
-    // the server (a changed statement timeout does not break connecting).
-    let mut params =
-        local_conn_params(&primary.patroni_section(false), "heartbeat").expect("params");
-    params = params.with_statement_timeout(1234);
+    // The session options reach the server, and the session is named
+    // like Patroni's HA loop connection.
+    let params = local_conn_params(&primary.patroni_section(false), "heartbeat")
+        .expect("params")
+        .with_statement_timeout(1234);
     let monitor = PgMonitor::new(params, MonitorOptions::default());
-    monitor.cluster_info().await.expect("cluster_info");
+    assert_eq!(
+        monitor
+            .current_setting("statement_timeout")
+            .await
+            .expect("statement_timeout"),
+        Some("1234ms".to_owned())
+    );
+    assert_eq!(
+        monitor
+            .current_setting("pg_stat_statements.track")
+            .await
+            .expect("pg_stat_statements.track"),
+        Some("none".to_owned())
+    );
+    assert_eq!(
+        monitor
+            .current_setting("no_such.setting")
+            .await
+            .expect("unknown"),
+        None
+    );
     let admin = primary.client().await;
     let rows = admin
         .query(

@@ -26,6 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 pub use params::{local_conn_params, ConnParams, ConnParamsError};
@@ -329,8 +330,15 @@ impl PgMonitor {
         matches!(&*self.conn.lock().await, Some(c) if !c.client.is_closed())
     }
 
-    /// Runs the monitoring query, connecting first if needed.
-    pub async fn cluster_info(&self) -> Result<ClusterInfo, QueryError> {
+    /// Runs one single-row statement on the connection, connecting first
+    /// if needed. `sql` gets the server version (to pick function names).
+    /// A connection that broke or did not answer is dropped, so the next
+    /// call reconnects; a server-side cancellation keeps it.
+    async fn query_row(
+        &self,
+        sql: impl FnOnce(i32) -> String,
+        args: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, QueryError> {
         let mut guard = self.conn.lock().await;
         if matches!(&*guard, Some(c) if c.client.is_closed()) {
             *guard = None;
@@ -338,17 +346,20 @@ impl PgMonitor {
         if guard.is_none() {
             log::info!(
                 target: "patroni.postgresql",
-                "establishing a new patroni heartbeat connection to postgres"
+                "establishing a new patroni {} connection to postgres",
+                self.params.application_name.trim_start_matches("Patroni ")
             );
             *guard = Some(self.connect().await?);
         }
         let Some(conn) = guard.as_ref() else {
             return Err(QueryError::Decode("no connection".to_owned()));
         };
-        let sql = cluster_info_sql(conn.server_version);
-        let result =
-            tokio::time::timeout(self.options.query_timeout, conn.client.query_one(&sql, &[]))
-                .await;
+        let sql = sql(conn.server_version);
+        let result = tokio::time::timeout(
+            self.options.query_timeout,
+            conn.client.query_one(&sql, args),
+        )
+        .await;
         match result {
             Err(_) => {
                 // The server never answered: the connection's state is
@@ -367,8 +378,27 @@ impl PgMonitor {
                     Err(QueryError::Query(e))
                 }
             }
-            Ok(Ok(row)) => decode_row(&row),
+            Ok(Ok(row)) => Ok(row),
         }
+    }
+
+    /// Runs the monitoring query, connecting first if needed.
+    pub async fn cluster_info(&self) -> Result<ClusterInfo, QueryError> {
+        let row = self.query_row(cluster_info_sql, &[]).await?;
+        decode_row(&row)
+    }
+
+    /// The session's value of a server setting (`None` when the setting
+    /// does not exist), on the monitoring connection.
+    pub async fn current_setting(&self, name: &str) -> Result<Option<String>, QueryError> {
+        let row = self
+            .query_row(
+                |_| "SELECT pg_catalog.current_setting($1, true)".to_owned(),
+                &[&name],
+            )
+            .await?;
+        row.try_get(0)
+            .map_err(|e| QueryError::Decode(format!("current_setting({name}): {e}")))
     }
 }
 

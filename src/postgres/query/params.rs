@@ -20,7 +20,10 @@
 //!   becomes `user`; `password` and the `ssl*` keys pass through), the
 //!   database is `postgresql.database` (default `postgres`).
 //! - Every connection sets `application_name=Patroni <name>`, a 3 second
-//!   `connect_timeout` and `options=-c statement_timeout=2000`.
+//!   `connect_timeout` and `options=-c statement_timeout=2000 -c
+//!   pg_stat_statements.track=none` (Patroni's own monitoring statements
+//!   are kept out of `pg_stat_statements`; PostgreSQL accepts the dotted
+//!   setting even when the extension is not loaded).
 
 use std::time::Duration;
 
@@ -32,6 +35,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Patroni's statement timeout for its own connections, in milliseconds.
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 2000;
+
+/// Added to every connection's `options` after the statement timeout.
+const EXTRA_OPTIONS: &str = "-c pg_stat_statements.track=none";
+
+/// The `options` startup parameter for a statement timeout.
+fn options_for(statement_timeout_ms: u64) -> String {
+    format!("-c statement_timeout={statement_timeout_ms} {EXTRA_OPTIONS}")
+}
 
 /// Socket directories tried when `use_unix_socket` is on but no directory
 /// is configured: the client library's compiled-in default differs between
@@ -79,7 +90,7 @@ impl ConnParams {
 
     /// Replaces the statement timeout in `options`.
     pub fn with_statement_timeout(mut self, millis: u64) -> ConnParams {
-        self.options = format!("-c statement_timeout={millis}");
+        self.options = options_for(millis);
         self
     }
 }
@@ -224,7 +235,7 @@ pub fn local_conn_params(postgresql: &Map, name: &str) -> Result<ConnParams, Con
         dbname,
         application_name: format!("Patroni {name}"),
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-        options: format!("-c statement_timeout={DEFAULT_STATEMENT_TIMEOUT_MS}"),
+        options: options_for(DEFAULT_STATEMENT_TIMEOUT_MS),
         ssl,
     })
 }
@@ -345,7 +356,10 @@ mod tests {
         assert_eq!(p.dbname, "appdb");
         assert_eq!(p.application_name, "Patroni restapi");
         assert_eq!(p.connect_timeout, Duration::from_secs(3));
-        assert_eq!(p.options, "-c statement_timeout=2000");
+        assert_eq!(
+            p.options,
+            "-c statement_timeout=2000 -c pg_stat_statements.track=none"
+        );
         assert_eq!(p.sslmode(), Some("disable"));
         assert_eq!(
             p.ssl,
@@ -356,7 +370,7 @@ mod tests {
         );
         assert_eq!(
             p.with_statement_timeout(500).options,
-            "-c statement_timeout=500"
+            "-c statement_timeout=500 -c pg_stat_statements.track=none"
         );
     }
 
