@@ -15,7 +15,7 @@ use patroni::config::value::{Map, Value};
 use patroni::postgres::postgres_argv;
 use patroni::postgres::process::{Postmaster, RunAs, StartOptions, StopMode};
 use patroni::postgres::query::{
-    local_conn_params, ClusterInfo, MonitorOptions, PgMonitor, QueryError,
+    local_conn_params, pg_isready, ClusterInfo, MonitorOptions, PgIsReady, PgMonitor, QueryError,
 };
 
 const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -382,9 +382,37 @@ async fn primary_replica_pause_and_reconnect() {
     ));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!pmon.is_connected().await);
+    assert_eq!(
+        pg_isready(
+            Some(Path::new(BIN_DIR)),
+            pmon.params(),
+            Duration::from_secs(10)
+        )
+        .await,
+        PgIsReady::NoResponse
+    );
 
     // Restarted: the same monitor reconnects on its own.
     let _primary_pm = primary.start().await;
+    assert_eq!(
+        pg_isready(
+            Some(Path::new(BIN_DIR)),
+            pmon.params(),
+            Duration::from_secs(10)
+        )
+        .await,
+        PgIsReady::Accept
+    );
+    // Over the unix socket too.
+    assert_eq!(
+        pg_isready(
+            Some(Path::new(BIN_DIR)),
+            rmon.params(),
+            Duration::from_secs(10)
+        )
+        .await,
+        PgIsReady::Accept
+    );
     let back = pmon.cluster_info().await.expect("reconnected");
     assert!(pmon.is_connected().await);
     assert!(!back.is_in_recovery);

@@ -19,6 +19,7 @@
 //! `require`, `verify-ca` or `verify-full` is refused with
 //! [`QueryError::TlsUnsupported`] rather than silently downgraded.
 
+pub mod isready;
 pub mod params;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
 
+pub use isready::{pg_isready, PgIsReady};
 pub use params::{local_conn_params, ConnParams, ConnParamsError};
 
 /// The oldest server this query supports (the `wal`/`lsn` function names).
