@@ -492,3 +492,62 @@ async fn a_client_timeout_is_typed_and_the_session_is_named() {
     let names: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
     assert_eq!(names, vec!["Patroni heartbeat".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_frozen_backend_times_out_and_the_next_call_reconnects() {
+    if !have_postgres() {
+        return;
+    }
+    let primary = Cluster::init();
+    let _pm = primary.start().await;
+    let params = local_conn_params(&primary.patroni_section(false), "heartbeat").expect("params");
+    let monitor = PgMonitor::new(
+        params,
+        MonitorOptions {
+            query_timeout: Duration::from_secs(1),
+        },
+    );
+    monitor.cluster_info().await.expect("first call");
+    let admin = primary.client().await;
+    let row = admin
+        .query_one(
+            "SELECT pid FROM pg_catalog.pg_stat_activity \
+             WHERE application_name = 'Patroni heartbeat'",
+            &[],
+        )
+        .await
+        .expect("backend pid");
+    let pid: i32 = row.get(0);
+    // A backend that never answers (as with a hung server or network).
+    // SAFETY: plain signals to a PostgreSQL backend this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let started = Instant::now();
+    let result = monitor.cluster_info().await;
+    let elapsed = started.elapsed();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert!(
+        matches!(result, Err(QueryError::Timeout(_))),
+        "expected a timeout, got {result:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "the call took {elapsed:?}"
+    );
+    assert!(!monitor.is_connected().await);
+    monitor.cluster_info().await.expect("reconnected");
+    // The old backend may still be exiting: look for a second one.
+    let rows = admin
+        .query(
+            "SELECT pid FROM pg_catalog.pg_stat_activity \
+             WHERE application_name = 'Patroni heartbeat'",
+            &[],
+        )
+        .await
+        .expect("backend pids");
+    let pids: Vec<i32> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+    assert!(
+        pids.iter().any(|p| *p != pid),
+        "the frozen connection was reused: {pids:?}"
+    );
+}
