@@ -1,159 +1,23 @@
 //! The monitoring connection against a real PostgreSQL 15: a primary and a
 //! streaming replica made with pg_basebackup.
 //!
-//! PostgreSQL runs as the unprivileged `patroni-rs-test` user when the
-//! tests run as root (the same approach as `tests/postgres_process.rs`).
-//! Without PostgreSQL 15 the test is skipped with a message, except under
-//! CI (`CI` set), where that is a failure.
+//! The clusters come from `support/pg.rs` (an unprivileged user when root;
+//! skipped without PostgreSQL 15 except under CI).
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use patroni::config::value::{Map, Value};
-use patroni::postgres::postgres_argv;
-use patroni::postgres::process::{Postmaster, RunAs, StartOptions, StopMode};
+use patroni::postgres::process::StopMode;
 use patroni::postgres::query::{
     local_conn_params, pg_isready, ClusterInfo, MonitorOptions, PgIsReady, PgMonitor, QueryError,
 };
 
-const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
-const TEST_USER: &str = "patroni-rs-test";
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-    port: u16,
-    run_as: Option<RunAs>,
-}
-
-fn id_of(flag: &str) -> Option<u32> {
-    let out = Command::new("id").args([flag, TEST_USER]).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-fn run_as() -> Option<RunAs> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    if id_of("-u").is_none() {
-        let status = Command::new("useradd").args(["-m", TEST_USER]).status();
-        if id_of("-u").is_none() {
-            panic!("could not create the user {TEST_USER}: {status:?}");
-        }
-    }
-    Some(RunAs::new(
-        id_of("-u").expect("uid"),
-        id_of("-g").expect("gid"),
-    ))
-}
-
-fn pg_command(program: &str, run_as: &Option<RunAs>) -> Command {
-    let mut cmd = Command::new(Path::new(BIN_DIR).join(program));
-    if let Some(r) = run_as {
-        cmd.uid(r.uid).gid(r.gid).current_dir("/");
-    }
-    cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn have_postgres() -> bool {
-    if Path::new(BIN_DIR).join("postgres").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "PostgreSQL 15 binaries not found in {BIN_DIR} (.ci/setup installs them)"
-    );
-    eprintln!("SKIPPED: PostgreSQL 15 binaries not found in {BIN_DIR}");
-    false
-}
+#[path = "support/pg.rs"]
+mod pg;
+use pg::{have_postgres, pg_command, Cluster, BIN_DIR};
 
 impl Cluster {
-    fn empty() -> Cluster {
-        let run_as = run_as();
-        let dir = tempfile::Builder::new()
-            .prefix("patroni-rs-pgquery-")
-            .tempdir()
-            .expect("tempdir");
-        let root = dir.path().to_path_buf();
-        if let Some(r) = &run_as {
-            std::os::unix::fs::chown(&root, Some(r.uid), Some(r.gid)).expect("chown");
-        }
-        Cluster {
-            data: root.join("data"),
-            _dir: dir,
-            root,
-            port: free_port(),
-            run_as,
-        }
-    }
-
-    fn init() -> Cluster {
-        let cluster = Cluster::empty();
-        let out = pg_command("initdb", &cluster.run_as)
-            .arg("-D")
-            .arg(&cluster.data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .args(["--no-instructions"])
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
-    }
-
-    fn argv(&self) -> Vec<String> {
-        let mut conf = Map::new();
-        conf.set("listen_addresses", Value::Str("127.0.0.1".to_owned()));
-        conf.set("port", Value::Int(i64::from(self.port)));
-        conf.set("wal_level", Value::Str("replica".to_owned()));
-        conf.set("hot_standby", Value::Str("on".to_owned()));
-        conf.set("max_wal_senders", Value::Int(5));
-        let data = self.data.display().to_string();
-        let config_file = self.data.join("postgresql.conf").display().to_string();
-        let postgres = Path::new(BIN_DIR).join("postgres").display().to_string();
-        let mut argv = postgres_argv(&postgres, &data, &config_file, &conf);
-        for setting in [
-            format!("unix_socket_directories={}", self.root.display()),
-            "fsync=off".to_owned(),
-            "shared_buffers=16MB".to_owned(),
-            // Small status intervals so the replica reports quickly.
-            "wal_receiver_status_interval=1s".to_owned(),
-        ] {
-            argv.push("-c".to_owned());
-            argv.push(setting);
-        }
-        argv
-    }
-
-    async fn start(&self) -> Postmaster {
-        let options = StartOptions {
-            timeout: Duration::from_secs(30),
-            log_file: Some(self.root.join("postgres.log")),
-            run_as: self.run_as.clone(),
-        };
-        match Postmaster::start(&self.argv(), &self.data, &options).await {
-            Ok(pm) => pm,
-            Err(e) => panic!("start failed: {e}"),
-        }
-    }
-
     /// The `postgresql` configuration section Patroni would have.
     fn patroni_section(&self, unix_socket: bool) -> Map {
         let mut su = Map::new();
@@ -197,19 +61,6 @@ impl Cluster {
         .expect("test client connect");
         tokio::spawn(conn);
         client
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.data.join("postmaster.pid").exists() {
-            let _ = pg_command("pg_ctl", &self.run_as)
-                .args(["stop", "-m", "immediate", "-w", "-D"])
-                .arg(&self.data)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
     }
 }
 
