@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,78 +66,21 @@ impl ApiCommands for Nothing {
     fn wakeup(&self) {}
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl: {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[path = "support/certs.rs"]
+mod certs;
+use certs::openssl;
 
 /// CA, `server` and `server2` (both for IP 127.0.0.1, different subjects
 /// and serials) and `client`, all signed by the CA.
 fn make_certificates(dir: &Path) {
-    let run = |args: &[&str]| openssl(dir, args);
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=patroni-rs test CA",
-    ]);
-    for (name, usage) in [
-        ("server", "serverAuth"),
-        ("server2", "serverAuth"),
-        ("client", "clientAuth"),
-    ] {
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
-        )
-        .unwrap_or_else(|e| panic!("ext file: {e}"));
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
+    certs::make_certificates(
+        dir,
+        &[
+            ("server", "serverAuth"),
+            ("server2", "serverAuth"),
+            ("client", "clientAuth"),
+        ],
+    );
 }
 
 struct Certs {

@@ -568,75 +568,18 @@ async fn etcd3_username_and_password() {
     );
 }
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
-/// with the openssl command line tool.
+#[path = "support/certs.rs"]
+mod certs;
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate.
 fn make_certificates(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=patroni-rs test CA",
-    ]);
-    for (name, usage) in [
-        ("server", "serverAuth,clientAuth"),
-        ("client", "clientAuth"),
-    ] {
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
-        )
-        .expect("ext file");
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
+    certs::make_certificates(
+        dir,
+        &[
+            ("server", "serverAuth,clientAuth"),
+            ("client", "clientAuth"),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
