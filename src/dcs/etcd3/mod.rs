@@ -19,29 +19,17 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
-    Identity, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use tokio::sync::Notify;
 
 use super::settings::EtcdConnection;
+mod watch;
+
+use self::watch::{snapshot, watch_loop, Cache, CachedKv};
 use super::{Dcs, DcsError, DcsResult, KeyPaths, Timing};
-use crate::model::cluster::RawNode;
 use crate::model::Cluster;
-
-#[derive(Debug, Clone)]
-struct CachedKv {
-    value: String,
-    mod_revision: i64,
-    lease: i64,
-}
-
-#[derive(Debug, Default)]
-struct Cache {
-    /// Relative key -> value, when `ready`.
-    kvs: BTreeMap<String, CachedKv>,
-    ready: bool,
-}
 
 #[derive(Debug)]
 struct LeaseState {
@@ -290,33 +278,16 @@ impl Etcd3 {
         Ok(granted)
     }
 
-    /// Optimistically record our own successful write in the cache, so the
-    /// next snapshot shows it even before the watch event arrives.
+    /// Record our own successful write in the cache (see [`Cache::put`]).
     fn cache_put(&self, key: &str, value: &str, revision: i64, lease: i64) {
-        if let Some(rel) = self.paths.relative(key) {
-            if let Ok(mut c) = self.cache.lock() {
-                if c.ready {
-                    let newer = c.kvs.get(rel).is_none_or(|old| old.mod_revision < revision);
-                    if newer {
-                        c.kvs.insert(
-                            rel.to_owned(),
-                            CachedKv {
-                                value: value.to_owned(),
-                                mod_revision: revision,
-                                lease,
-                            },
-                        );
-                    }
-                }
-            }
+        if let (Some(rel), Ok(mut c)) = (self.paths.relative(key), self.cache.lock()) {
+            c.put(rel, value, revision, lease);
         }
     }
 
     fn cache_delete(&self, key: &str) {
-        if let Some(rel) = self.paths.relative(key) {
-            if let Ok(mut c) = self.cache.lock() {
-                c.kvs.remove(rel);
-            }
+        if let (Some(rel), Ok(mut c)) = (self.paths.relative(key), self.cache.lock()) {
+            c.kvs.remove(rel);
         }
     }
 
@@ -413,18 +384,7 @@ impl Etcd3 {
                 let kvs = resp
                     .kvs()
                     .iter()
-                    .filter_map(|kv| {
-                        let key = String::from_utf8_lossy(kv.key()).into_owned();
-                        let rel = paths.relative(&key)?.to_owned();
-                        Some((
-                            rel,
-                            CachedKv {
-                                value: String::from_utf8_lossy(kv.value()).into_owned(),
-                                mod_revision: kv.mod_revision(),
-                                lease: kv.lease(),
-                            },
-                        ))
-                    })
+                    .filter_map(|kv| CachedKv::from_kv(kv, &paths))
                     .collect();
                 Ok((revision, kvs))
             }
@@ -444,135 +404,6 @@ impl Etcd3 {
         let paths = self.paths.clone();
         *slot = Some(tokio::spawn(watch_loop(client, paths, cache, wake)));
     }
-
-    fn snapshot(kvs: &BTreeMap<String, CachedKv>) -> Cluster {
-        let leases: Vec<Option<String>> = kvs
-            .values()
-            .map(|v| (v.lease != 0).then(|| v.lease.to_string()))
-            .collect();
-        let nodes = kvs.iter().zip(&leases).map(|((k, v), lease)| RawNode {
-            key: k,
-            value: &v.value,
-            version: Some(v.mod_revision),
-            session: lease.as_deref(),
-        });
-        Cluster::from_raw_nodes(nodes)
-    }
-}
-
-/// Keep the cache in sync with etcd: load the prefix, then apply watch
-/// events from the next revision; on any error, mark the cache unusable,
-/// back off and start again.
-async fn watch_loop(client: Client, paths: KeyPaths, cache: Arc<Mutex<Cache>>, wake: Arc<Notify>) {
-    let prefix = paths.prefix();
-    loop {
-        let result: Result<(), etcd_client::Error> = async {
-            let mut c = client.clone();
-            let resp = c
-                .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-                .await?;
-            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-            {
-                let Ok(mut guard) = cache.lock() else {
-                    return Ok(());
-                };
-                guard.kvs.clear();
-                for kv in resp.kvs() {
-                    let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    if let Some(rel) = paths.relative(&key) {
-                        guard.kvs.insert(
-                            rel.to_owned(),
-                            CachedKv {
-                                value: String::from_utf8_lossy(kv.value()).into_owned(),
-                                mod_revision: kv.mod_revision(),
-                                lease: kv.lease(),
-                            },
-                        );
-                    }
-                }
-                guard.ready = true;
-            }
-            let opts = WatchOptions::new()
-                .with_prefix()
-                .with_start_revision(revision + 1);
-            let mut stream = c.watch(prefix.clone(), Some(opts)).await?;
-            while let Some(msg) = stream.message().await? {
-                if msg.canceled() {
-                    break;
-                }
-                for event in msg.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let Some(rel) = paths.relative(&key).map(str::to_owned) else {
-                        continue;
-                    };
-                    let new_value = (event.event_type() == EventType::Put)
-                        .then(|| String::from_utf8_lossy(kv.value()).into_owned());
-                    let Ok(mut guard) = cache.lock() else {
-                        return Ok(());
-                    };
-                    let old = guard.kvs.get(&rel).cloned();
-                    if old
-                        .as_ref()
-                        .is_some_and(|o| o.mod_revision >= kv.mod_revision() && new_value.is_some())
-                    {
-                        continue; // we already applied our own, newer write
-                    }
-                    match &new_value {
-                        Some(v) => {
-                            guard.kvs.insert(
-                                rel.clone(),
-                                CachedKv {
-                                    value: v.clone(),
-                                    mod_revision: kv.mod_revision(),
-                                    lease: kv.lease(),
-                                },
-                            );
-                        }
-                        None => {
-                            guard.kvs.remove(&rel);
-                        }
-                    }
-                    let old_value = old.map(|o| o.value);
-                    let leader_is_me = guard
-                        .kvs
-                        .get("leader")
-                        .is_some_and(|l| l.value == paths.name());
-                    drop(guard);
-                    if should_wake(
-                        &rel,
-                        old_value.as_deref(),
-                        new_value.as_deref(),
-                        leader_is_me,
-                    ) {
-                        wake.notify_one();
-                    }
-                }
-            }
-            Ok(())
-        }
-        .await;
-        if let Ok(mut guard) = cache.lock() {
-            guard.ready = false;
-        }
-        if result.is_err() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
-/// Patroni wakes the HA loop when the leader key changes, when `status`
-/// changes on a node that is not the leader, and when `config` changes.
-fn should_wake(key: &str, old: Option<&str>, new: Option<&str>, leader_is_me: bool) -> bool {
-    if old == new {
-        return false;
-    }
-    match key {
-        "leader" => true,
-        "status" | "optime/leader" => new.is_some() && !leader_is_me,
-        "config" => old.is_some() && new.is_some(),
-        _ => false,
-    }
 }
 
 #[async_trait]
@@ -591,12 +422,12 @@ impl Dcs for Etcd3 {
         self.client().await?;
         if let Ok(c) = self.cache.lock() {
             if c.ready {
-                return Ok(Self::snapshot(&c.kvs));
+                return Ok(snapshot(&c.kvs));
             }
         }
         let (_, kvs) = self.read_prefix().await?;
         let map: BTreeMap<String, CachedKv> = kvs.into_iter().collect();
-        Ok(Self::snapshot(&map))
+        Ok(snapshot(&map))
     }
 
     async fn initialize(&self, create_new: bool, sysid: &str) -> DcsResult<()> {
@@ -816,22 +647,5 @@ impl Dcs for Etcd3 {
         tokio::time::timeout(timeout, self.wake.notified())
             .await
             .is_ok()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::should_wake;
-
-    #[test]
-    fn wake_rules() {
-        assert!(should_wake("leader", Some("a"), None, false));
-        assert!(should_wake("leader", None, Some("a"), true));
-        assert!(!should_wake("leader", Some("a"), Some("a"), false));
-        assert!(should_wake("status", Some("1"), Some("2"), false));
-        assert!(!should_wake("status", Some("1"), Some("2"), true));
-        assert!(should_wake("config", Some("{}"), Some("{\"a\":1}"), true));
-        assert!(!should_wake("config", None, Some("{}"), false));
-        assert!(!should_wake("members/x", Some("1"), Some("2"), false));
     }
 }

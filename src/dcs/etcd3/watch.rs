@@ -1,0 +1,207 @@
+//! The etcd3 backend's view of the cluster prefix: a cache fed by a prefix
+//! watch, so that a loop's snapshot costs no round trip while the watch is
+//! healthy, and the wake-up rules that cut the HA loop's sleep short.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use tokio::sync::Notify;
+
+use crate::dcs::KeyPaths;
+use crate::model::cluster::RawNode;
+use crate::model::Cluster;
+
+/// One key as etcd stores it.
+#[derive(Debug, Clone)]
+pub(super) struct CachedKv {
+    pub value: String,
+    pub mod_revision: i64,
+    pub lease: i64,
+}
+
+impl CachedKv {
+    /// The relative key and value of an etcd key under the cluster prefix.
+    pub fn from_kv(kv: &KeyValue, paths: &KeyPaths) -> Option<(String, CachedKv)> {
+        let key = String::from_utf8_lossy(kv.key());
+        let rel = paths.relative(&key)?.to_owned();
+        Some((
+            rel,
+            CachedKv {
+                value: String::from_utf8_lossy(kv.value()).into_owned(),
+                mod_revision: kv.mod_revision(),
+                lease: kv.lease(),
+            },
+        ))
+    }
+}
+
+/// Relative key -> value; usable only while `ready` (the watch is live).
+#[derive(Debug, Default)]
+pub(super) struct Cache {
+    pub kvs: BTreeMap<String, CachedKv>,
+    pub ready: bool,
+}
+
+impl Cache {
+    /// Record our own successful write, so the next snapshot shows it even
+    /// before the watch event arrives; an older write never overwrites a
+    /// newer one.
+    pub fn put(&mut self, rel: &str, value: &str, revision: i64, lease: i64) {
+        if !self.ready {
+            return;
+        }
+        if self
+            .kvs
+            .get(rel)
+            .is_none_or(|old| old.mod_revision < revision)
+        {
+            let kv = CachedKv {
+                value: value.to_owned(),
+                mod_revision: revision,
+                lease,
+            };
+            self.kvs.insert(rel.to_owned(), kv);
+        }
+    }
+}
+
+/// The cluster snapshot for a set of keys; leases become member/leader
+/// sessions.
+pub(super) fn snapshot(kvs: &BTreeMap<String, CachedKv>) -> Cluster {
+    let leases: Vec<Option<String>> = kvs
+        .values()
+        .map(|v| (v.lease != 0).then(|| v.lease.to_string()))
+        .collect();
+    let nodes = kvs.iter().zip(&leases).map(|((k, v), lease)| RawNode {
+        key: k,
+        value: &v.value,
+        version: Some(v.mod_revision),
+        session: lease.as_deref(),
+    });
+    Cluster::from_raw_nodes(nodes)
+}
+
+/// Keep the cache in sync with etcd: load the prefix, then apply watch
+/// events from the next revision; on any error, mark the cache unusable,
+/// back off and start again.
+pub(super) async fn watch_loop(
+    client: Client,
+    paths: KeyPaths,
+    cache: Arc<Mutex<Cache>>,
+    wake: Arc<Notify>,
+) {
+    let prefix = paths.prefix();
+    loop {
+        let result: Result<(), etcd_client::Error> = async {
+            let mut c = client.clone();
+            let resp = c
+                .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            {
+                let Ok(mut guard) = cache.lock() else {
+                    return Ok(());
+                };
+                guard.kvs = resp
+                    .kvs()
+                    .iter()
+                    .filter_map(|kv| CachedKv::from_kv(kv, &paths))
+                    .collect();
+                guard.ready = true;
+            }
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(revision + 1);
+            let mut stream = c.watch(prefix.clone(), Some(opts)).await?;
+            while let Some(msg) = stream.message().await? {
+                if msg.canceled() {
+                    break;
+                }
+                for event in msg.events() {
+                    let Some((rel, new)) = event.kv().and_then(|kv| CachedKv::from_kv(kv, &paths))
+                    else {
+                        continue;
+                    };
+                    let is_put = event.event_type() == EventType::Put;
+                    let Ok(mut guard) = cache.lock() else {
+                        return Ok(());
+                    };
+                    let old = guard.kvs.get(&rel).cloned();
+                    if is_put
+                        && old
+                            .as_ref()
+                            .is_some_and(|o| o.mod_revision >= new.mod_revision)
+                    {
+                        continue; // we already applied our own, newer write
+                    }
+                    let new_value = is_put.then(|| new.value.clone());
+                    if is_put {
+                        guard.kvs.insert(rel.clone(), new);
+                    } else {
+                        guard.kvs.remove(&rel);
+                    }
+                    let leader_is_me = guard
+                        .kvs
+                        .get("leader")
+                        .is_some_and(|l| l.value == paths.name());
+                    drop(guard);
+                    let old_value = old.map(|o| o.value);
+                    if should_wake(
+                        &rel,
+                        old_value.as_deref(),
+                        new_value.as_deref(),
+                        leader_is_me,
+                    ) {
+                        wake.notify_one();
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Ok(mut guard) = cache.lock() {
+            guard.ready = false;
+        }
+        if result.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Patroni wakes the HA loop when the leader key changes, when `status`
+/// changes on a node that is not the leader, and when `config` changes.
+pub(super) fn should_wake(
+    key: &str,
+    old: Option<&str>,
+    new: Option<&str>,
+    leader_is_me: bool,
+) -> bool {
+    if old == new {
+        return false;
+    }
+    match key {
+        "leader" => true,
+        "status" | "optime/leader" => new.is_some() && !leader_is_me,
+        "config" => old.is_some() && new.is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::should_wake;
+
+    #[test]
+    fn wake_rules() {
+        assert!(should_wake("leader", Some("a"), None, false));
+        assert!(should_wake("leader", None, Some("a"), true));
+        assert!(!should_wake("leader", Some("a"), Some("a"), false));
+        assert!(should_wake("status", Some("1"), Some("2"), false));
+        assert!(!should_wake("status", Some("1"), Some("2"), true));
+        assert!(should_wake("config", Some("{}"), Some("{\"a\":1}"), true));
+        assert!(!should_wake("config", None, Some("{}"), false));
+        assert!(!should_wake("members/x", Some("1"), Some("2"), false));
+    }
+}
