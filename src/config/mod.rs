@@ -4,12 +4,14 @@
 //! - [`yaml`] — YAML 1.1 loading with PyYAML `safe_load` resolution.
 //! - [`units`] — `parse_bool`, `parse_int`, `parse_real` with PostgreSQL units.
 //! - [`env`] — the `PATRONI_*` environment variables.
+//! - [`case_insensitive`] — `postgresql.parameters` names, case-insensitive.
 //! - [`effective`] — file + environment + dynamic defaults into the effective
 //!   configuration the daemon runs with.
 //! - [`pytext`] — Python's `str()`/`repr()` of values.
 //! - [`sample`] — `--generate-sample-config`.
 //! - [`validate`] — `--validate-config`.
 
+pub mod case_insensitive;
 pub mod effective;
 pub mod env;
 pub mod pytext;

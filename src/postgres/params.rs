@@ -58,63 +58,7 @@ pub enum ParamsError {
     Invalid { key: String, reason: String },
 }
 
-/// Case-insensitive lookup of a parameter.
-pub fn ci_get<'a>(params: &'a Map, name: &str) -> Option<&'a Value> {
-    let lower = name.to_lowercase();
-    params
-        .str_entries()
-        .find(|(k, _)| k.to_lowercase() == lower)
-        .map(|(_, v)| v)
-}
-
-/// Whether a parameter is present, in any letter case.
-pub fn ci_contains(params: &Map, name: &str) -> bool {
-    ci_get(params, name).is_some()
-}
-
-/// Set a parameter: an existing entry in another letter case is replaced
-/// in place and takes the new spelling.
-pub fn ci_set(params: &mut Map, name: &str, value: Value) {
-    let lower = name.to_lowercase();
-    let existing = params
-        .str_entries()
-        .find(|(k, _)| k.to_lowercase() == lower)
-        .map(|(k, _)| k.to_owned());
-    match existing {
-        Some(key) if key == name => params.set(name, value),
-        Some(key) => {
-            let entries = std::mem::take(params);
-            *params = entries
-                .into_iter()
-                .map(|(k, v)| {
-                    if k.as_str() == Some(key.as_str()) {
-                        (Value::Str(name.to_owned()), value.clone())
-                    } else {
-                        (k, v)
-                    }
-                })
-                .collect();
-        }
-        None => params.set(name, value),
-    }
-}
-
-/// Remove a parameter matching in any letter case.
-pub fn ci_remove(params: &mut Map, name: &str) -> Option<Value> {
-    let lower = name.to_lowercase();
-    let key = params
-        .str_entries()
-        .find(|(k, _)| k.to_lowercase() == lower)
-        .map(|(k, _)| k.to_owned())?;
-    params.remove(&key)
-}
-
-/// Set only when absent (`dict.setdefault`).
-pub fn ci_setdefault(params: &mut Map, name: &str, value: Value) {
-    if !ci_contains(params, name) {
-        params.set(name, value);
-    }
-}
+pub use crate::config::case_insensitive::{ci_contains, ci_get, ci_remove, ci_set, ci_setdefault};
 
 /// Synchronous replication state that decides `synchronous_standby_names`.
 #[derive(Debug, Clone, PartialEq, Eq)]

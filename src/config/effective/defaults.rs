@@ -9,9 +9,9 @@
 use crate::config::units::{parse_bool, parse_int};
 use crate::config::{Map, Value};
 
-use super::case_insensitive::ci_update;
 use super::pyfmt::{py_int, py_str};
 use super::{ConfigError, ConfigEvent};
+use crate::config::case_insensitive::ci_update;
 
 /// How a command-line parameter's dynamic value is checked.
 #[derive(Debug, Clone, Copy)]

@@ -11,10 +11,10 @@
 use crate::config::env::AUTH_ALLOWED_PARAMETERS;
 use crate::config::{Map, Value};
 
-use super::case_insensitive::ci_update;
 use super::defaults::{process_postgresql_parameters, safe_copy_dynamic_configuration, sub_items};
 use super::pyfmt::py_str;
 use super::{ConfigError, ConfigEvent};
+use crate::config::case_insensitive::ci_update;
 
 /// Patroni's `patch_config`: overlay `data` onto `config`. A null value
 /// deletes the key, mappings merge recursively, and a scalar replaces the

@@ -17,7 +17,6 @@
 //! them as [`ConfigEvent`]s instead, so the caller decides how to log them
 //! and tests can assert them.
 
-mod case_insensitive;
 mod defaults;
 mod merge;
 mod pyfmt;
@@ -30,7 +29,7 @@ use super::env::build_environment_configuration;
 use super::units::parse_int;
 use super::{yaml, Map, Value};
 
-pub use case_insensitive::ci_get;
+pub use crate::config::case_insensitive::ci_get;
 pub use defaults::default_config as default_configuration;
 pub(crate) use merge::patch_config;
 use merge::{build_effective_configuration, deep_compare, py_contains};

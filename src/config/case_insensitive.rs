@@ -12,7 +12,7 @@
 use crate::config::{Map, Value};
 
 /// Set `name` to `value`, matching an existing entry case-insensitively.
-pub(crate) fn ci_set(params: &mut Map, name: &str, value: Value) {
+pub fn ci_set(params: &mut Map, name: &str, value: Value) {
     let lower = name.to_lowercase();
     let exists = params.str_entries().any(|(k, _)| k.to_lowercase() == lower);
     if !exists {
@@ -35,11 +35,33 @@ pub(crate) fn ci_set(params: &mut Map, name: &str, value: Value) {
 }
 
 /// `CaseInsensitiveDict.update`: [`ci_set`] for every string-keyed entry.
-pub(crate) fn ci_update(params: &mut Map, updates: Map) {
+pub fn ci_update(params: &mut Map, updates: Map) {
     for (k, v) in updates {
         if let Value::Str(name) = k {
             ci_set(params, &name, v);
         }
+    }
+}
+
+/// Whether a parameter is present, in any letter case.
+pub fn ci_contains(params: &Map, name: &str) -> bool {
+    ci_get(params, name).is_some()
+}
+
+/// Remove a parameter matching in any letter case (the first match).
+pub fn ci_remove(params: &mut Map, name: &str) -> Option<Value> {
+    let lower = name.to_lowercase();
+    let key = params
+        .str_entries()
+        .find(|(k, _)| k.to_lowercase() == lower)
+        .map(|(k, _)| k.to_owned())?;
+    params.remove(&key)
+}
+
+/// Set only when absent in any letter case (`dict.setdefault`).
+pub fn ci_setdefault(params: &mut Map, name: &str, value: Value) {
+    if !ci_contains(params, name) {
+        params.set(name, value);
     }
 }
 
