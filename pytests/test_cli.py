@@ -16,10 +16,10 @@ import pytest
 PY_PATRONI = pathlib.Path(sys.executable).with_name("patroni")
 BROKEN = {
     "missing_name": "scope: s\nrestapi: {listen: 127.0.0.1:8008, connect_address: 10.0.0.1:8008}\n"
-                    "etcd3: {hosts: 127.0.0.1:2379}\npostgresql: {listen: 127.0.0.1:5432, data_dir: /tmp/x}\n",
+                    "etcd3: {hosts: 127.0.0.1:2379}\npostgresql: {listen: 127.0.0.1:5432, data_dir: DATA_DIR}\n",
     "ttl_too_small": "name: n\nscope: s\nrestapi: {listen: 127.0.0.1:8008, connect_address: 10.0.0.1:8008}\n"
                      "etcd3: {hosts: 127.0.0.1:2379}\nbootstrap: {dcs: {ttl: 5, loop_wait: 0}}\n"
-                     "postgresql: {listen: 127.0.0.1:5432, connect_address: 10.0.0.1:5432, data_dir: /tmp/x,\n"
+                     "postgresql: {listen: 127.0.0.1:5432, connect_address: 10.0.0.1:5432, data_dir: DATA_DIR,\n"
                      "  authentication: {replication: {username: r}, superuser: {username: s}}}\n",
     "two_dcs_and_bad_types": "name: n\nscope: s\nrestapi: {listen: 127.0.0.1:8008, connect_address: 10.0.0.1:8008}\n"
                              "etcd: {host: 127.0.0.1:2379}\netcd3: {hosts: [127.0.0.1:2379]}\n"
@@ -27,9 +27,15 @@ BROKEN = {
                              "tags: {nofailover: maybe}\nlog: {level: LOUD}\n",
     "yaml_11_booleans": "name: n\nscope: s\nrestapi: {listen: 127.0.0.1:8008, connect_address: 10.0.0.1:8008}\n"
                         "etcd3: {hosts: 127.0.0.1:2379}\nctl: {insecure: on}\n"
-                        "postgresql: {listen: 127.0.0.1:5432, connect_address: 10.0.0.1:5432, data_dir: /tmp/x,\n"
+                        "postgresql: {listen: 127.0.0.1:5432, connect_address: 10.0.0.1:5432, data_dir: DATA_DIR,\n"
                         "  use_unix_socket: yes, authentication: {replication: {username: r}, superuser: {username: s}}}\n",
 }
+
+
+def broken(name, tmp_path):
+    """A broken config whose data directory is a path of this test's own that
+    does not exist (the validator inspects an existing one)."""
+    return BROKEN[name].replace("DATA_DIR", str(tmp_path / "no-such-pgdata"))
 
 
 def run(cmd, env=None, cwd=None):
@@ -83,7 +89,7 @@ def test_validate_golden_configs(binary, path, flags):
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_validate_broken_configs(binary, tmp_path, name):
     path = tmp_path / f"{name}.yml"
-    path.write_text(BROKEN[name])
+    path.write_text(broken(name, tmp_path))
     ours, theirs = both(binary, ["--validate-config", "-i", str(path)], env=clean_env())
     assert_same(ours, theirs)
 
@@ -108,7 +114,7 @@ def listening_port():
 
 def test_print_applies_environment(binary, tmp_path, listening_port):
     path = tmp_path / "c.yml"
-    path.write_text(BROKEN["yaml_11_booleans"].replace("127.0.0.1:2379", f"127.0.0.1:{listening_port}"))
+    path.write_text(broken("yaml_11_booleans", tmp_path).replace("127.0.0.1:2379", f"127.0.0.1:{listening_port}"))
     env = clean_env(PATRONI_NAME="from-env", PATRONI_RESTAPI_ALLOWLIST="127.0.0.1, 10.0.0.0/8",
                     PATRONI_LOG_LOGGERS="patroni.postmaster: WARNING", PATRONI_CTL_INSECURE="off")
     ours, theirs = both(binary, ["--validate-config", "-i", "-p", str(path)], env=env)
@@ -116,8 +122,8 @@ def test_print_applies_environment(binary, tmp_path, listening_port):
     assert "name: from-env" in ours.stdout
 
 
-def test_configuration_from_environment_document(binary):
-    doc = BROKEN["ttl_too_small"]
+def test_configuration_from_environment_document(binary, tmp_path):
+    doc = broken("ttl_too_small", tmp_path)
     ours, theirs = both(binary, ["--validate-config", "-i"], env=clean_env(PATRONI_CONFIGURATION=doc))
     assert_same(ours, theirs)
 
