@@ -34,6 +34,10 @@ pub struct LocalPg {
     pub timeline: Option<i64>,
     /// Primary: current flush LSN. Replica: max(received, replayed).
     pub wal_position: i64,
+    /// The data directory is missing or empty (nothing to start).
+    pub data_directory_empty: bool,
+    /// `Database system identifier` from pg_controldata, when known.
+    pub sysid: Option<String>,
 }
 
 /// This node: name and the tags from its configuration.
@@ -81,6 +85,8 @@ pub struct Facts {
     /// Set by the executor after [`Query::ReloadCluster`]: the follow
     /// decided before the reload, to finish against the fresh snapshot.
     pub pending_follow: Option<PendingFollow>,
+    /// Result of [`Query::AcquireInitializeKey`].
+    pub initialize_won: Option<bool>,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -103,6 +109,8 @@ pub enum Query {
     /// Read the cluster again, then call [`decide`] with the new snapshot
     /// and `Facts::pending_follow` set to this value.
     ReloadCluster(PendingFollow),
+    /// Create the `initialize` key if absent (the bootstrap race).
+    AcquireInitializeKey,
 }
 
 /// How to stop being primary.
@@ -111,6 +119,15 @@ pub enum DemoteMode {
     /// We lost the key: stop at once without releasing anything, then
     /// follow the new leader.
     ImmediateNoLock,
+    /// Switchover: fast stop, wait until the replicas received the
+    /// shutdown checkpoint, release the key (writing the last LSN to
+    /// `/status`), then follow the new leader.
+    Graceful,
+    /// The daemon shuts down: fast stop, release the key after the
+    /// checkpoint reached the replicas, do not start again.
+    Offline,
+    /// The DCS is unreachable: stop at once, keep nothing, follow nobody.
+    Immediate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +140,20 @@ pub enum Action {
     Follow {
         member: Option<String>,
     },
+    /// We won the `initialize` race: initdb (or the custom bootstrap
+    /// method), start, create the users, then publish `initialize` with
+    /// the system identifier, take the leader key, write `/config` and
+    /// `/history` (Patroni's `bootstrap` + `post_bootstrap`).
+    Bootstrap,
+    /// The data directory is empty and a cluster exists: copy a replica
+    /// from `from` (the leader or a `clonefrom` member) and start it.
+    CreateReplica { from: String },
+    /// The data directory holds a stopped cluster: start PostgreSQL as a
+    /// replica of `member` (`None`: without a primary_conninfo).
+    StartAsReplica { member: Option<String> },
+    /// Clear the `failover` key (compare-and-set on its version) once the
+    /// switchover or failover it asked for is done or impossible.
+    ClearFailoverKey,
 }
 
 /// What to do this cycle and the line to log.

@@ -43,6 +43,8 @@ fn primary_pg() -> LocalPg {
         role: "primary".into(),
         timeline: Some(2),
         wal_position: 5000,
+        data_directory_empty: false,
+        sysid: Some("7000000000000000001".into()),
     }
 }
 
