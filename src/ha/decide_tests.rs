@@ -95,6 +95,7 @@ fn cycle(
                         current = script.reloaded.clone();
                         facts.pending_follow = Some(p);
                     }
+                    Query::AcquireInitializeKey => facts.initialize_won = Some(script.acquire),
                 }
             }
             other => return (other, asked),
