@@ -1,0 +1,90 @@
+"""Fixtures for the end-to-end tests: a real 3-node cluster per DCS.
+
+PATRONI_E2E_IMPL selects the daemon under test: unset or `rs` for ours (the
+`patroni` binary, PATRONI_RS_BIN overriding the build path), `python` for
+Python Patroni 4.1.5 from the project venv, which is how these tests were
+validated. Select or skip them with the `e2e` marker (`-m e2e`, `-m "not e2e"`).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import List
+
+import pytest
+
+from conftest import patroni_binary
+
+from . import harness
+
+# Clusters alive right now, so that a failure report can include their logs.
+_ACTIVE: List[harness.Cluster] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: end-to-end tests with real etcd, PostgreSQL and Patroni processes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    here = pathlib.Path(__file__).parent
+    for item in items:
+        if here in pathlib.Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _ACTIVE:
+        for cluster in _ACTIVE:
+            report.sections.append((f"e2e logs ({cluster.dcs}, {report.when})", cluster.log_tails()))
+
+
+def impl() -> str:
+    value = os.environ.get("PATRONI_E2E_IMPL", "rs").strip().lower()
+    if value in ("", "rs", "ours", "rust"):
+        return "rs"
+    if value == "python":
+        return "python"
+    raise pytest.UsageError(f"PATRONI_E2E_IMPL={value!r}: expected 'python' or 'rs'")
+
+
+@pytest.fixture(scope="session")
+def daemon_argv() -> List[str]:
+    """The command that starts a node, without the config file argument."""
+    if impl() == "python":
+        if not harness.PYTHON_PATRONI.exists():
+            pytest.fail(f"Python Patroni not found at {harness.PYTHON_PATRONI} (run .ci/setup)")
+        return [str(harness.PYTHON_PATRONI)]
+    try:
+        path = patroni_binary()
+    except RuntimeError as exc:
+        pytest.fail(f"our daemon is not built: {exc} (or set PATRONI_E2E_IMPL=python)")
+    if not path.exists():
+        pytest.fail(f"our daemon not found at {path} (PATRONI_RS_BIN)")
+    return [str(path)]
+
+
+@pytest.fixture(scope="module", params=["etcd3", "etcd"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
+    """A started (not yet necessarily bootstrapped) 3-node cluster; node2
+    carries `nofailover: true` for the whole module."""
+    for binary in (harness.ETCD_BIN, f"{harness.PG_BIN_DIR}/postgres"):
+        if not os.path.exists(binary):
+            pytest.fail(f"{binary} is missing (run .ci/setup)")
+    dcs = request.param
+    run_as = harness.node_user()
+    workdir = tmp_path_factory.mktemp(f"e2e-{dcs}")
+    # Only pytest's own directories are opened up to the node user.
+    harness.make_reachable(workdir, stop_at=tmp_path_factory.getbasetemp().parent)
+    tags = [{}, {}, {"nofailover": True}]
+    c = harness.Cluster(workdir, dcs, daemon_argv, run_as, tags)
+    _ACTIVE.append(c)
+    print(f"\n[{dcs}] cluster in {workdir} with {' '.join(daemon_argv)}")
+    try:
+        c.start()
+        yield c
+    finally:
+        c.cleanup()
+        _ACTIVE.remove(c)
