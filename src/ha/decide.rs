@@ -1,4 +1,4 @@
-//! One HA cycle's decision, for a running PostgreSQL.
+//! One HA cycle's decision.
 //!
 //! Patroni's cycle interleaves decisions with DCS calls whose results steer
 //! the rest (refresh the leader key, then decide; ask the peers, then race;
@@ -9,18 +9,33 @@
 //! actions to run in order and the status message Patroni would log. The
 //! same inputs always give the same step, so every path is a table row.
 //!
-//! Covered so far: a running PostgreSQL, not paused, not a standby
-//! cluster, no failover key, synchronous mode off, no watchdog and no
-//! failsafe. Anything else is [`Step::Unsupported`], which the executor
-//! must treat as "do nothing and say so", never as a decision.
+//! The checks run in the order of Patroni's `_run_cycle`: a failed start
+//! from the previous cycle, an empty or unreadable data directory
+//! ([`offline`]), the system identifier against the `initialize` key, a
+//! stopped PostgreSQL ([`offline`]'s `recover`), then the running cases
+//! ([`running`]).
+//!
+//! Not covered yet: pause mode, standby clusters, synchronous mode, a
+//! failover key, failsafe mode and a required watchdog. Those are
+//! [`Step::Unsupported`], which the executor must treat as "do nothing and
+//! say so", never as a decision.
+
+mod failover;
+mod offline;
+mod running;
 
 use serde_json::{Map, Value};
 
-use super::race::{is_healthiest_node, PeerStatus, RaceInput};
-use crate::model::{Cluster, SyncState, Tags};
+use super::race::PeerStatus;
+use crate::model::{Cluster, Tags};
+
+pub use failover::is_failover_possible;
 
 /// The local PostgreSQL as the executor observed it this cycle.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Default` is a stopped instance with nothing known, for building test
+/// rows and for the executor to fill in field by field.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocalPg {
     /// Accepting connections.
     pub running: bool,
@@ -29,6 +44,7 @@ pub struct LocalPg {
     /// `pg_is_in_recovery()` is false.
     pub is_primary: bool,
     /// The role Patroni believes it has (`primary`, `promoted`, `replica`).
+    /// Kept across a crash: a primary that died is still `primary` here.
     pub role: String,
     /// The timeline PostgreSQL runs on (primary) or replays (replica).
     pub timeline: Option<i64>,
@@ -36,8 +52,37 @@ pub struct LocalPg {
     pub wal_position: i64,
     /// The data directory is missing or empty (nothing to start).
     pub data_directory_empty: bool,
-    /// `Database system identifier` from pg_controldata, when known.
+    /// `Some(error)` when the data directory could not be inspected (for
+    /// example permission denied); `data_directory_empty` is then ignored.
+    pub data_directory_error: Option<String>,
+    /// `Database system identifier` (pg_controldata, or the running
+    /// server). Must be filled whenever the data directory is not empty:
+    /// a missing or malformed one stops the cycle, as in Patroni.
     pub sysid: Option<String>,
+    /// `Database cluster state` from pg_controldata (`in production`,
+    /// `shut down`, `in archive recovery`, ...), read when not running.
+    pub cluster_state: Option<String>,
+    /// PostgreSQL was running (or starting) under this daemon and is gone
+    /// without having been stopped by it: Patroni's `crashed` state.
+    pub crashed: bool,
+    /// A `standby.signal`/`recovery.signal` (or `recovery.conf`) exists.
+    pub recovery_conf: bool,
+    /// A `backup_label` exists: PostgreSQL recovers it on a normal start,
+    /// single-user crash recovery must not run.
+    pub backup_label: bool,
+    /// Single-user crash recovery already ran since PostgreSQL stopped
+    /// (Patroni tries it once; the executor resets this after a start).
+    pub crash_recovery_started: bool,
+    /// The start the executor ran for the previous decision
+    /// ([`Action::StartAsReplica`] or [`Action::StartAsPrimary`]) finished
+    /// and PostgreSQL is not running (Patroni's `post_recover`). Reset
+    /// after this cycle.
+    pub start_failed: bool,
+    /// This daemon already finished a cycle with this PostgreSQL running
+    /// (Patroni's `cb_called`: set once `on_start` ran, cleared when
+    /// PostgreSQL stops). Before that, a missing `initialize` key is
+    /// filled from our data directory, or the start aborted for a replica.
+    pub seen_running: bool,
 }
 
 /// This node: name and the tags from its configuration.
@@ -47,7 +92,7 @@ pub struct Me {
     pub tags: Map<String, Value>,
 }
 
-/// The dynamic settings the decisions read.
+/// The settings the decisions read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HaSettings {
     pub maximum_lag_on_failover: i64,
@@ -57,6 +102,21 @@ pub struct HaSettings {
     pub synchronous_mode: bool,
     pub failsafe_mode: bool,
     pub watchdog_required: bool,
+    /// The local configuration has a `bootstrap` section: without one a
+    /// node never races to initialize a new cluster.
+    pub bootstrap_configured: bool,
+    /// `primary_start_timeout` (seconds); 0 prefers failing over to
+    /// restarting a crashed primary.
+    pub primary_start_timeout: i64,
+    /// `loop_wait` (seconds): a scheduled switchover runs when it is less
+    /// than this far away.
+    pub loop_wait: i64,
+    /// One of `create_replica_methods` works without a running primary
+    /// (`no_leader` set, e.g. a restore from backup).
+    pub replica_without_leader: bool,
+    /// pg_rewind is usable (`use_pg_rewind` and its preconditions): a
+    /// stopped primary may then run crash recovery even with a leader.
+    pub can_rewind: bool,
 }
 
 impl Default for HaSettings {
@@ -69,6 +129,11 @@ impl Default for HaSettings {
             synchronous_mode: false,
             failsafe_mode: false,
             watchdog_required: false,
+            bootstrap_configured: false,
+            primary_start_timeout: 300,
+            loop_wait: 10,
+            replica_without_leader: false,
+            can_rewind: false,
         }
     }
 }
@@ -87,6 +152,8 @@ pub struct Facts {
     pub pending_follow: Option<PendingFollow>,
     /// Result of [`Query::AcquireInitializeKey`].
     pub initialize_won: Option<bool>,
+    /// Result of [`Query::WriteInitializeKey`] (true when written).
+    pub initialize_written: Option<bool>,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -111,6 +178,11 @@ pub enum Query {
     ReloadCluster(PendingFollow),
     /// Create the `initialize` key if absent (the bootstrap race).
     AcquireInitializeKey,
+    /// Publish our existing data directory's system identifier as the
+    /// `initialize` key: create it when `create_new` (no key at all),
+    /// otherwise overwrite the empty or malformed value. Answer in
+    /// `Facts::initialize_written`; the cycle goes on either way.
+    WriteInitializeKey { sysid: String, create_new: bool },
 }
 
 /// How to stop being primary.
@@ -147,13 +219,40 @@ pub enum Action {
     Bootstrap,
     /// The data directory is empty and a cluster exists: copy a replica
     /// from `from` (the leader or a `clonefrom` member) and start it.
-    CreateReplica { from: String },
+    CreateReplica {
+        from: String,
+    },
+    /// The data directory is empty, nobody holds the leader key, and a
+    /// `create_replica_methods` entry works without a primary: run those
+    /// methods (with no source member) and start as a replica.
+    CreateReplicaWithoutLeader,
     /// The data directory holds a stopped cluster: start PostgreSQL as a
     /// replica of `member` (`None`: without a primary_conninfo).
-    StartAsReplica { member: Option<String> },
+    StartAsReplica {
+        member: Option<String>,
+    },
+    /// We hold the (just refreshed) leader key and PostgreSQL, a primary a
+    /// moment ago, died: start it again as a primary, waiting up to
+    /// `primary_start_timeout`.
+    StartAsPrimary,
+    /// PostgreSQL was not shut down cleanly: run single-user crash
+    /// recovery (`postgres --single` with the `checkpoint` trick) so that
+    /// a later start or pg_rewind sees a clean state.
+    CrashRecovery,
+    /// Stop PostgreSQL with `immediate` mode and do not start it (its data
+    /// directory vanished under it).
+    StopImmediately,
+    /// Delete the leader key if it is still ours (compare on our session
+    /// or value), then refresh our member key.
+    ReleaseLeaderKey,
     /// Clear the `failover` key (compare-and-set on its version) once the
     /// switchover or failover it asked for is done or impossible.
     ClearFailoverKey,
+    /// Fatal: log `reason` at FATAL/ERROR and exit the daemon with status
+    /// 1, leaving PostgreSQL as it is (Patroni's `sys.exit(1)`).
+    Exit {
+        reason: String,
+    },
 }
 
 /// What to do this cycle and the line to log.
@@ -176,6 +275,38 @@ fn done(actions: Vec<Action>, message: impl Into<String>) -> Step {
         actions,
         message: message.into(),
     })
+}
+
+/// The statuses of every other member with an API address, or the query
+/// that fetches them. Every path asks for this same list, so one answer
+/// serves whichever subset a check needs.
+fn peers_or_query<'a>(
+    cluster: &Cluster,
+    me: &Me,
+    facts: &'a Facts,
+) -> Result<&'a [PeerStatus], Step> {
+    match &facts.peers {
+        Some(p) => Ok(p),
+        None => Err(Step::Query(Query::FetchPeerStatuses(
+            cluster
+                .members
+                .iter()
+                .filter(|m| m.name != me.name && m.api_url().is_some())
+                .map(|m| m.name.clone())
+                .collect(),
+        ))),
+    }
+}
+
+/// Patroni's `sysid_valid`: at least ten digits and nothing else (a
+/// system identifier starts with the initdb time shifted left 32 bits).
+fn sysid_valid(sysid: Option<&str>) -> bool {
+    sysid.is_some_and(|s| s.len() >= 10 && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The leader key names this node.
+fn has_lock(cluster: &Cluster, me: &Me) -> bool {
+    cluster.leader.as_ref().is_some_and(|l| l.name == me.name)
 }
 
 /// The member to replicate from: none with `nostream`; the `replicatefrom`
@@ -214,6 +345,14 @@ fn follow(
     )
 }
 
+/// Follow after re-reading the cluster (Patroni's `follow(refresh=True)`).
+fn follow_fresh(demote_reason: &str, follow_reason: &str) -> Step {
+    Step::Query(Query::ReloadCluster(PendingFollow {
+        demote_reason: demote_reason.to_owned(),
+        follow_reason: follow_reason.to_owned(),
+    }))
+}
+
 /// Decide the next step of this cycle.
 pub fn decide(
     cluster: &Cluster,
@@ -234,17 +373,17 @@ pub fn decide(
     if settings.failsafe_mode || settings.watchdog_required {
         return Step::Unsupported("failsafe mode or a required watchdog".into());
     }
+    if let Some(step) = offline::before_running(cluster, me, pg, settings, facts) {
+        return step;
+    }
     if cluster.failover.as_ref().is_some_and(|f| !f.is_empty()) {
         return Step::Unsupported("a pending manual failover or switchover".into());
-    }
-    if !pg.running {
-        return Step::Unsupported("PostgreSQL is not running".into());
     }
     if let Some(p) = &facts.pending_follow {
         return follow(cluster, me, pg, &p.demote_reason, &p.follow_reason);
     }
     match cluster.leader.as_ref().map(|l| l.name.as_str()) {
-        Some(leader) if leader == me.name => with_lock(me, pg, facts),
+        Some(leader) if leader == me.name => running::with_lock(me, pg, facts),
         Some(leader) => {
             let leader = leader.to_owned();
             follow(
@@ -258,117 +397,7 @@ pub fn decide(
                 ),
             )
         }
-        None => leader_race(cluster, me, pg, settings, facts),
-    }
-}
-
-/// `process_healthy_cluster` when the key is ours.
-fn with_lock(me: &Me, pg: &LocalPg, facts: &Facts) -> Step {
-    match facts.lock_refreshed {
-        None => Step::Query(Query::RefreshLock),
-        Some(true) => {
-            if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
-                done(
-                    vec![],
-                    format!("no action. I am ({}), the leader with the lock", me.name),
-                )
-            } else {
-                done(
-                    vec![Action::Promote],
-                    "promoted self to leader because I had the session lock",
-                )
-            }
-        }
-        Some(false) if pg.is_primary => done(
-            vec![Action::Demote(DemoteMode::ImmediateNoLock)],
-            "demoted self because failed to update leader lock in DCS",
-        ),
-        Some(false) => done(
-            vec![],
-            "not promoting because failed to update leader lock in DCS",
-        ),
-    }
-}
-
-/// Follow after re-reading the cluster (Patroni's `follow(refresh=True)`).
-fn follow_fresh(demote_reason: &str, follow_reason: &str) -> Step {
-    Step::Query(Query::ReloadCluster(PendingFollow {
-        demote_reason: demote_reason.to_owned(),
-        follow_reason: follow_reason.to_owned(),
-    }))
-}
-
-/// `process_unhealthy_cluster`: no leader key.
-fn leader_race(
-    cluster: &Cluster,
-    me: &Me,
-    pg: &LocalPg,
-    settings: &HaSettings,
-    facts: &Facts,
-) -> Step {
-    let nofailover = Tags(&me.tags).nofailover();
-    let healthiest = if pg.starting {
-        false
-    } else if pg.is_primary {
-        // A primary racing for a lost key must not undo a newer promotion.
-        pg.timeline.unwrap_or(0) >= cluster.timeline()
-    } else if nofailover {
-        false
-    } else {
-        let Some(peers) = &facts.peers else {
-            let names = cluster
-                .members
-                .iter()
-                .filter(|m| m.name != me.name && m.api_url().is_some())
-                .map(|m| m.name.clone())
-                .collect();
-            return Step::Query(Query::FetchPeerStatuses(names));
-        };
-        let empty_sync = SyncState::default();
-        is_healthiest_node(&RaceInput {
-            my_name: &me.name,
-            my_wal_position: pg.wal_position,
-            my_timeline: pg.timeline,
-            my_failover_priority: Tags(&me.tags).failover_priority(),
-            cluster_last_lsn: cluster.status.last_lsn,
-            cluster_timeline: cluster.timeline(),
-            maximum_lag_on_failover: settings.maximum_lag_on_failover,
-            check_replication_lag: true,
-            check_timeline: settings.check_timeline,
-            standby_cluster: false,
-            sync_mode_active: false,
-            quorum_commit_active: false,
-            sync: &empty_sync,
-            former_leader: None,
-            peers,
-            voters: &[],
-        })
-        .healthiest
-    };
-    if !healthiest {
-        return if nofailover {
-            follow_fresh(
-                "demoting self because I am not allowed to become primary",
-                "following a different leader because I am not allowed to promote",
-            )
-        } else {
-            follow_fresh(
-                "demoting self because i am not the healthiest node",
-                "following a different leader because i am not the healthiest node",
-            )
-        };
-    }
-    match facts.lock_acquired {
-        None => Step::Query(Query::AcquireLock),
-        Some(true) if pg.is_primary => done(vec![], "acquired session lock as a leader"),
-        Some(true) => done(
-            vec![Action::Promote],
-            "promoted self to leader by acquiring session lock",
-        ),
-        Some(false) => follow_fresh(
-            "demoted self after trying and failing to obtain lock",
-            "following new leader after trying and failing to obtain lock",
-        ),
+        None => running::leader_race(cluster, me, pg, settings, facts),
     }
 }
 

@@ -6,16 +6,17 @@ use serde_json::json;
 use super::*;
 use crate::model::Cluster;
 
-const PRIMARY: &str = r#"{"conn_url":"postgres://h1:5432/postgres","api_url":"http://h1:8008/patroni","state":"running","role":"primary","version":"4.1.5","xlog_location":5000,"timeline":2}"#;
-const REPLICA2: &str = r#"{"conn_url":"postgres://h2:5432/postgres","api_url":"http://h2:8008/patroni","state":"running","role":"replica","version":"4.1.5"}"#;
-const REPLICA3: &str = r#"{"conn_url":"postgres://h3:5432/postgres","api_url":"http://h3:8008/patroni","state":"running","role":"replica","version":"4.1.5","tags":{"nofailover":true}}"#;
+pub(crate) const PRIMARY: &str = r#"{"conn_url":"postgres://h1:5432/postgres","api_url":"http://h1:8008/patroni","state":"running","role":"primary","version":"4.1.5","xlog_location":5000,"timeline":2}"#;
+pub(crate) const REPLICA2: &str = r#"{"conn_url":"postgres://h2:5432/postgres","api_url":"http://h2:8008/patroni","state":"running","role":"replica","version":"4.1.5"}"#;
+pub(crate) const REPLICA3: &str = r#"{"conn_url":"postgres://h3:5432/postgres","api_url":"http://h3:8008/patroni","state":"running","role":"replica","version":"4.1.5","tags":{"nofailover":true}}"#;
 
-fn cluster(leader: Option<&str>) -> Cluster {
+pub(crate) fn cluster(leader: Option<&str>) -> Cluster {
     let mut nodes = vec![
         ("members/n1", PRIMARY, Some(1)),
         ("members/n2", REPLICA2, Some(2)),
         ("members/n3", REPLICA3, Some(3)),
         ("status", r#"{"optime":5000}"#, Some(4)),
+        ("initialize", "7000000000000000001", Some(7)),
         (
             "history",
             r#"[[1,100,"no recovery target specified","2026-11-22T01:21:26+00:00","n1"]]"#,
@@ -28,14 +29,14 @@ fn cluster(leader: Option<&str>) -> Cluster {
     Cluster::from_nodes(nodes)
 }
 
-fn me(name: &str, tags: Value) -> Me {
+pub(crate) fn me(name: &str, tags: Value) -> Me {
     Me {
         name: name.into(),
         tags: tags.as_object().cloned().unwrap_or_default(),
     }
 }
 
-fn primary_pg() -> LocalPg {
+pub(crate) fn primary_pg() -> LocalPg {
     LocalPg {
         running: true,
         starting: false,
@@ -43,12 +44,13 @@ fn primary_pg() -> LocalPg {
         role: "primary".into(),
         timeline: Some(2),
         wal_position: 5000,
-        data_directory_empty: false,
         sysid: Some("7000000000000000001".into()),
+        seen_running: true,
+        ..LocalPg::default()
     }
 }
 
-fn replica_pg(wal: i64) -> LocalPg {
+pub(crate) fn replica_pg(wal: i64) -> LocalPg {
     LocalPg {
         is_primary: false,
         role: "replica".into(),
@@ -57,23 +59,23 @@ fn replica_pg(wal: i64) -> LocalPg {
     }
 }
 
-fn peer(name: &str, body: Value) -> PeerStatus {
+pub(crate) fn peer(name: &str, body: Value) -> PeerStatus {
     let c = cluster(None);
     let m = c.member(name).expect("member").clone();
     PeerStatus::from_api_response(&m, &body)
 }
 
 /// Answers the executor would give, scripted.
-struct Script {
-    refresh: bool,
-    acquire: bool,
-    peers: Vec<PeerStatus>,
+pub(crate) struct Script {
+    pub(crate) refresh: bool,
+    pub(crate) acquire: bool,
+    pub(crate) peers: Vec<PeerStatus>,
     /// The cluster a reload returns.
-    reloaded: Cluster,
+    pub(crate) reloaded: Cluster,
 }
 
 /// Run one cycle to its decision, recording the queries asked.
-fn cycle(
+pub(crate) fn cycle(
     c: &Cluster,
     me: &Me,
     pg: &LocalPg,
@@ -96,6 +98,7 @@ fn cycle(
                         facts.pending_follow = Some(p);
                     }
                     Query::AcquireInitializeKey => facts.initialize_won = Some(script.acquire),
+                    Query::WriteInitializeKey { .. } => facts.initialize_written = Some(true),
                 }
             }
             other => return (other, asked),
@@ -104,14 +107,14 @@ fn cycle(
     panic!("decide did not converge: {asked:?}");
 }
 
-fn decision(step: Step) -> Decision {
+pub(crate) fn decision(step: Step) -> Decision {
     match step {
         Step::Done(d) => d,
         other => panic!("expected a decision, got {other:?}"),
     }
 }
 
-fn script() -> Script {
+pub(crate) fn script() -> Script {
     Script {
         refresh: true,
         acquire: true,

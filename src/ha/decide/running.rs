@@ -1,0 +1,107 @@
+//! The cycle for a running PostgreSQL: keep or take the leader key, or
+//! follow whoever holds it (Patroni's `process_healthy_cluster` and
+//! `process_unhealthy_cluster` without a failover key).
+
+use super::{
+    done, follow_fresh, peers_or_query, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query,
+    Step,
+};
+use crate::ha::race::{is_healthiest_node, RaceInput};
+use crate::model::{Cluster, SyncState, Tags};
+
+/// `process_healthy_cluster` when the key is ours.
+pub(super) fn with_lock(me: &Me, pg: &LocalPg, facts: &Facts) -> Step {
+    match facts.lock_refreshed {
+        None => Step::Query(Query::RefreshLock),
+        Some(true) => {
+            if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
+                done(
+                    vec![],
+                    format!("no action. I am ({}), the leader with the lock", me.name),
+                )
+            } else {
+                done(
+                    vec![Action::Promote],
+                    "promoted self to leader because I had the session lock",
+                )
+            }
+        }
+        Some(false) if pg.is_primary => done(
+            vec![Action::Demote(DemoteMode::ImmediateNoLock)],
+            "demoted self because failed to update leader lock in DCS",
+        ),
+        Some(false) => done(
+            vec![],
+            "not promoting because failed to update leader lock in DCS",
+        ),
+    }
+}
+
+/// `process_unhealthy_cluster`: no leader key.
+pub(super) fn leader_race(
+    cluster: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> Step {
+    let nofailover = Tags(&me.tags).nofailover();
+    let healthiest = if pg.starting {
+        false
+    } else if pg.is_primary {
+        // A primary racing for a lost key must not undo a newer promotion.
+        pg.timeline.unwrap_or(0) >= cluster.timeline()
+    } else if nofailover {
+        false
+    } else {
+        let peers = match peers_or_query(cluster, me, facts) {
+            Ok(p) => p,
+            Err(q) => return q,
+        };
+        let empty_sync = SyncState::default();
+        is_healthiest_node(&RaceInput {
+            my_name: &me.name,
+            my_wal_position: pg.wal_position,
+            my_timeline: pg.timeline,
+            my_failover_priority: Tags(&me.tags).failover_priority(),
+            cluster_last_lsn: cluster.status.last_lsn,
+            cluster_timeline: cluster.timeline(),
+            maximum_lag_on_failover: settings.maximum_lag_on_failover,
+            check_replication_lag: true,
+            check_timeline: settings.check_timeline,
+            standby_cluster: false,
+            sync_mode_active: false,
+            quorum_commit_active: false,
+            sync: &empty_sync,
+            former_leader: None,
+            peers,
+            voters: &[],
+        })
+        .healthiest
+    };
+    if !healthiest {
+        return if nofailover {
+            follow_fresh(
+                "demoting self because I am not allowed to become primary",
+                "following a different leader because I am not allowed to promote",
+            )
+        } else {
+            follow_fresh(
+                "demoting self because i am not the healthiest node",
+                "following a different leader because i am not the healthiest node",
+            )
+        };
+    }
+    match facts.lock_acquired {
+        None => Step::Query(Query::AcquireLock),
+        Some(true) if pg.is_primary => done(vec![], "acquired session lock as a leader"),
+        Some(true) => done(
+            vec![Action::Promote],
+            "promoted self to leader by acquiring session lock",
+        ),
+        Some(false) => follow_fresh(
+            "demoted self after trying and failing to obtain lock",
+            "following new leader after trying and failing to obtain lock",
+        ),
+    }
+}
