@@ -36,9 +36,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
-    if report.failed and _ACTIVE:
-        for cluster in _ACTIVE:
-            report.sections.append((f"e2e logs ({cluster.dcs}, {report.when})", cluster.log_tails()))
+    if not report.failed:
+        return
+    for cluster in _ACTIVE:
+        report.sections.append((f"e2e logs ({cluster.dcs}, {report.when})", cluster.log_tails()))
+    cluster = getattr(item, "funcargs", {}).get("cluster")
+    if isinstance(cluster, harness.Cluster) and cluster.failed_scenario is None:
+        cluster.failed_scenario = item.name
+
+
+@pytest.fixture(autouse=True)
+def _previous_scenarios_passed(request: pytest.FixtureRequest) -> None:
+    """The scenarios share one cluster and run in order: after a failure the
+    rest would only time out on a broken cluster, so skip them."""
+    if "cluster" not in request.fixturenames:
+        return
+    cluster = request.getfixturevalue("cluster")
+    if cluster.failed_scenario is not None:
+        pytest.skip(f"{cluster.failed_scenario} failed on this cluster")
 
 
 def impl() -> str:

@@ -134,13 +134,18 @@ def node_user() -> RunAs:
 
 def make_reachable(path: pathlib.Path, stop_at: pathlib.Path) -> None:
     """Let other users traverse `path` and its parents up to `stop_at`
-    (pytest creates its temporary root with mode 0700)."""
+    (pytest creates its temporary root with mode 0700). Directories above
+    `stop_at` are not ours to open: if one is closed, say so."""
+    opening = True
     for p in [path, *path.parents]:
         mode = p.stat().st_mode
         if not mode & stat.S_IXOTH:
+            if not opening:
+                raise RuntimeError(f"{p} is not searchable by other users, so {TEST_USER} cannot reach {path}; "
+                                   "use a --basetemp under a searchable directory")
             os.chmod(p, stat.S_IMODE(mode) | stat.S_IXOTH)
         if p == stop_at:
-            break
+            opening = False
 
 
 def chown_tree(path: pathlib.Path, run_as: RunAs) -> None:
@@ -477,6 +482,9 @@ class Cluster:
         # background poller for the whole life of the cluster.
         self.leaders_seen: List[str] = []
         self.started_at = 0.0
+        # The first scenario that failed on this cluster: the later ones
+        # start from its wreckage, so they are skipped rather than run.
+        self.failed_scenario: Optional[str] = None
         self._watching = threading.Event()
         self._watcher: Optional[threading.Thread] = None
 

@@ -85,6 +85,12 @@ def test_bootstrap(cluster: Cluster) -> None:
     status = cluster.node(NOFAILOVER).patroni()
     assert status.get("role") == "replica" and status.get("tags", {}).get("nofailover") is True, status
 
+    # use_slots: the leader keeps one active physical slot per replica.
+    others = sorted(n.name for n in cluster.nodes if n.name != name)
+    wait_for(lambda: cluster.node(name).psql("SELECT string_agg(slot_name, ',' ORDER BY slot_name) "
+                                             "FROM pg_replication_slots WHERE active") == ",".join(others),
+             30, f"active replication slots {others} on {name}", check=cluster.check_running)
+
     listing = cluster.patronictl("list")
     say(cluster, "patronictl list:\n" + listing)
     lines = {n.name: next((line for line in listing.splitlines() if f" {n.name} " in line), "")
