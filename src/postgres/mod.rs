@@ -30,7 +30,10 @@
 //! - [`pid`]: `postmaster.pid` and `postmaster.opts`.
 //! - [`process`]: the postmaster process: start, attach, stop, promote.
 //! - [`query`]: the monitoring connection and the HA loop's per-cycle query.
+//! - [`bootstrap`]: initdb, custom bootstrap, roles and post_bootstrap script;
+//!   [`replica`]: replica creation and data directory removal.
 
+pub mod bootstrap;
 pub mod conf;
 pub mod controldata;
 pub mod guc;
@@ -42,6 +45,7 @@ pub mod process;
 pub mod pystr;
 pub mod query;
 pub mod recovery;
+pub mod replica;
 
 pub use conf::{
     pg_hba_conf, pg_ident_conf, postgres_argv, postgresql_conf, postmaster_opts, recovery_conf,
