@@ -73,6 +73,8 @@ pub enum BootstrapError {
         #[source]
         source: std::io::Error,
     },
+    #[error("postgresql.authentication.{0}.username is not set")]
+    MissingUsername(&'static str),
     #[error("could not connect to PostgreSQL: {0}")]
     Connect(String),
     #[error("{what} failed: {source}")]

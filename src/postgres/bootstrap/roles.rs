@@ -211,10 +211,6 @@ async fn connect(params: &ConnParams) -> Result<Client, BootstrapError> {
     Ok(client)
 }
 
-fn str_of<'m>(map: &'m Map, key: &str) -> Option<&'m str> {
-    map.get(key).and_then(Value::as_str)
-}
-
 /// Writes a `.pgpass` file for `record` (see [`pgpass_content`]) with
 /// mode 0600, owned by `run_as` when given. Returns the environment
 /// addition (`PGPASSFILE`), or nothing when the record has no password.
@@ -353,7 +349,11 @@ async fn post_bootstrap_inner(input: &PostBootstrap<'_>) -> Result<(), Bootstrap
     call_post_bootstrap(input).await?;
 
     let repl = input.replication;
-    let repl_user = repl.get("username").map(py_str).unwrap_or_default();
+    let repl_user = repl
+        .get("username")
+        .filter(|v| !v.is_null())
+        .map(py_str)
+        .ok_or(BootstrapError::MissingUsername("replication"))?;
     let repl_password = repl.get("password").filter(|v| !v.is_null()).map(py_str);
     create_or_update_role(
         &client,
@@ -364,10 +364,12 @@ async fn post_bootstrap_inner(input: &PostBootstrap<'_>) -> Result<(), Bootstrap
     .await?;
 
     if input.rewind != input.superuser {
-        let user = str_of(input.rewind, "username")
-            .map(str::to_owned)
-            .or_else(|| input.rewind.get("username").map(py_str))
-            .unwrap_or_default();
+        let user = input
+            .rewind
+            .get("username")
+            .filter(|v| !v.is_null())
+            .map(py_str)
+            .ok_or(BootstrapError::MissingUsername("rewind"))?;
         let password = input
             .rewind
             .get("password")

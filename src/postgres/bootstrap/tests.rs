@@ -277,3 +277,57 @@ fn role_sql_like_python() {
         )
     );
 }
+
+/// A stand-in `initdb` records its arguments, the password file's content
+/// and mode; the file must be gone once `initdb` returns.
+#[tokio::test]
+async fn initdb_password_file_is_private_and_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let script = format!(
+        "#!/bin/sh\nfor a; do echo \"$a\"; case \"$a\" in --pwfile=*) f=\"${{a#--pwfile=}}\";; esac; done > {out}\n\
+         cat \"$f\" >> {out}; echo >> {out}; stat -c %a \"$f\" >> {out}; echo \"$f\" >> {out}\nexit 0\n",
+        out = out.display()
+    );
+    let program = dir.path().join("initdb");
+    std::fs::write(&program, script).expect("write");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let commands = PgCommands {
+        bin_dir: Some(dir.path().to_path_buf()),
+        bin_name: BTreeMap::new(),
+    };
+    let options = Value::Map(map(&[("encoding", s("UTF8"))]));
+    let su = map(&[("username", s("admin")), ("password", s("p w'\"x"))]);
+    initdb(&InitdbInput {
+        data_dir: Path::new("/data/x"),
+        commands: &commands,
+        options: Some(&options),
+        superuser: Some(&su),
+        run_as: None,
+    })
+    .await
+    .expect("fake initdb succeeds");
+    let text = std::fs::read_to_string(&out).expect("output");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "--encoding=UTF8");
+    assert_eq!(lines[1], "--username=admin");
+    assert!(lines[2].starts_with("--pwfile="), "{lines:?}");
+    assert_eq!(lines[3], "/data/x");
+    assert_eq!(lines[4], "p w'\"x");
+    assert_eq!(lines[5], "600");
+    assert!(!Path::new(lines[6]).exists(), "password file left behind");
+
+    // A failing initdb is an error and also removes the file.
+    std::fs::write(&program, "#!/bin/sh\nexit 1\n").expect("write");
+    let err = initdb(&InitdbInput {
+        data_dir: Path::new("/data/x"),
+        commands: &commands,
+        options: None,
+        superuser: Some(&su),
+        run_as: None,
+    })
+    .await
+    .expect_err("fails");
+    assert!(matches!(err, BootstrapError::Failed { .. }), "{err:?}");
+}
