@@ -24,6 +24,7 @@ mod failover;
 mod offline;
 mod running;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::race::PeerStatus;
@@ -154,6 +155,10 @@ pub struct Facts {
     pub initialize_won: Option<bool>,
     /// Result of [`Query::WriteInitializeKey`] (true when written).
     pub initialize_written: Option<bool>,
+    /// Result of [`Query::CurrentTime`].
+    pub now: Option<DateTime<Utc>>,
+    /// Set once [`Query::SleepUntil`] returned.
+    pub slept: bool,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -183,6 +188,12 @@ pub enum Query {
     /// otherwise overwrite the empty or malformed value. Answer in
     /// `Facts::initialize_written`; the cycle goes on either way.
     WriteInitializeKey { sysid: String, create_new: bool },
+    /// The wall clock, to compare with a scheduled switchover's
+    /// `scheduled_at`. Answer in `Facts::now`.
+    CurrentTime,
+    /// A scheduled switchover is due within `loop_wait`: sleep until this
+    /// instant (at once if it passed), set `Facts::slept`, ask again.
+    SleepUntil(DateTime<Utc>),
 }
 
 /// How to stop being primary.
@@ -376,14 +387,11 @@ pub fn decide(
     if let Some(step) = offline::before_running(cluster, me, pg, settings, facts) {
         return step;
     }
-    if cluster.failover.as_ref().is_some_and(|f| !f.is_empty()) {
-        return Step::Unsupported("a pending manual failover or switchover".into());
-    }
     if let Some(p) = &facts.pending_follow {
         return follow(cluster, me, pg, &p.demote_reason, &p.follow_reason);
     }
     match cluster.leader.as_ref().map(|l| l.name.as_str()) {
-        Some(leader) if leader == me.name => running::with_lock(me, pg, facts),
+        Some(leader) if leader == me.name => running::with_lock(cluster, me, pg, settings, facts),
         Some(leader) => {
             let leader = leader.to_owned();
             follow(

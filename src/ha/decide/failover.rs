@@ -1,9 +1,13 @@
 //! Manual failover and switchover (the `failover` key), and the check
 //! both it and crash handling use: is there anyone to hand over to?
 
-use super::{HaSettings, Me};
-use crate::ha::race::PeerStatus;
-use crate::model::{Cluster, Tags};
+use chrono::{DateTime, Utc};
+
+use super::{
+    done, peers_or_query, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query, Step,
+};
+use crate::ha::race::{is_healthiest_node, PeerStatus, RaceInput};
+use crate::model::{Cluster, Failover, SyncState, Tags};
 
 /// Patroni's `is_failover_possible` (synchronous and quorum modes aside):
 /// does some other member that may be promoted answer its `/patroni`, not
@@ -55,3 +59,188 @@ pub fn is_failover_possible(
             !(settings.check_timeline && (st.timeline == 0 || st.timeline < cluster_timeline))
         })
 }
+
+/// The failover key when it asks for something (`{}` asks nothing).
+pub(super) fn requested(cluster: &Cluster) -> Option<&Failover> {
+    cluster.failover.as_ref().filter(|f| !f.is_empty())
+}
+
+/// `switchover` names the leader to step down; without one it is a
+/// `manual failover`. The second value is the bare verb for messages.
+fn action_names(f: &Failover) -> (&'static str, &'static str) {
+    if f.leader.is_some() {
+        ("switchover", "switchover")
+    } else {
+        ("manual failover", "failover")
+    }
+}
+
+/// `scheduled_at` as Patroni reads it: ISO 8601 with a time zone (`T` or
+/// a space between date and time, `Z` for UTC). Without a zone Patroni
+/// cannot compare it with the clock and treats it as invalid, as here.
+pub(super) fn parse_scheduled_at(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim().replacen(' ', "T", 1);
+    let text = match text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
+        Some(t) => format!("{t}+00:00"),
+        None => text,
+    };
+    [
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M%:z",
+    ]
+    .iter()
+    .find_map(|fmt| DateTime::parse_from_str(&text, fmt).ok())
+    .map(|dt| dt.with_timezone(&Utc))
+}
+
+/// Where a scheduled action stands against the clock (Patroni's
+/// `should_run_scheduled_action`).
+enum Schedule {
+    /// More than `loop_wait` away: nothing yet.
+    Later,
+    /// Unreadable, or more than 1.5 `loop_wait` past: drop the key.
+    Discard,
+    /// Within `loop_wait`: run at that instant.
+    Due(DateTime<Utc>),
+}
+
+fn schedule(at: &str, now: DateTime<Utc>, loop_wait: i64) -> Schedule {
+    let Some(at) = parse_scheduled_at(at) else {
+        return Schedule::Discard;
+    };
+    let delta_ms = (at - now).num_milliseconds();
+    if delta_ms > loop_wait.saturating_mul(1000) {
+        Schedule::Later
+    } else if delta_ms < -(loop_wait.saturating_mul(3) / 2).saturating_mul(1000) {
+        Schedule::Discard
+    } else {
+        Schedule::Due(at)
+    }
+}
+
+/// The leader's side of a failover key (Patroni's
+/// `process_manual_failover_from_leader`).
+pub(super) enum FromLeader {
+    /// The executor must answer this first.
+    Ask(Step),
+    /// Step down for the requested switchover or failover.
+    Demote(Step),
+    /// Go on as the leader; clear the key first when `clear`.
+    Stay { clear: bool },
+}
+
+pub(super) fn from_leader(
+    cluster: &Cluster,
+    me: &Me,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> FromLeader {
+    let Some(f) = requested(cluster) else {
+        return FromLeader::Stay { clear: false };
+    };
+    let (action, _) = action_names(f);
+    if let Some(at) = &f.scheduled_at {
+        let Some(now) = facts.now else {
+            return FromLeader::Ask(Step::Query(Query::CurrentTime));
+        };
+        match schedule(at, now, settings.loop_wait) {
+            Schedule::Later => return FromLeader::Stay { clear: false },
+            Schedule::Discard => return FromLeader::Stay { clear: true },
+            Schedule::Due(at) if at > now && !facts.slept => {
+                return FromLeader::Ask(Step::Query(Query::SleepUntil(at)));
+            }
+            Schedule::Due(_) => {}
+        }
+    }
+    let leader_matches = f.leader.as_deref().is_none_or(|l| l == me.name);
+    let to_someone_else = f.candidate.as_deref() != Some(me.name.as_str());
+    if leader_matches && to_someone_else {
+        let peers = match peers_or_query(cluster, me, facts) {
+            Ok(p) => p,
+            Err(q) => return FromLeader::Ask(q),
+        };
+        if is_failover_possible(cluster, me, settings, peers, 0, false) {
+            return FromLeader::Demote(done(
+                vec![Action::Demote(DemoteMode::Graceful)],
+                format!("{action}: demoting myself"),
+            ));
+        }
+    }
+    // Not for us, already done, or nobody healthy to hand over to.
+    FromLeader::Stay { clear: true }
+}
+
+/// A replica's side when nobody holds the leader key and a failover key
+/// exists (Patroni's `manual_failover_process_no_leader`, not paused):
+/// may this node race? `Err` carries the query to answer first.
+pub(super) fn may_race_without_leader(
+    cluster: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    facts: &Facts,
+    f: &Failover,
+) -> Result<bool, Step> {
+    if let Some(candidate) = f.candidate.as_deref() {
+        if candidate == me.name {
+            return Ok(true);
+        }
+        if let Some(member) = cluster.member(candidate) {
+            let peers = peers_or_query(cluster, me, facts)?;
+            let unknown = PeerStatus::unknown(member);
+            let st = peers
+                .iter()
+                .find(|p| p.name == candidate)
+                .unwrap_or(&unknown);
+            if st.failover_limitation().is_none() {
+                // The named candidate is healthy: leave the race to it.
+                return Ok(false);
+            }
+        }
+        // Candidate gone or unhealthy: any member may take over.
+    }
+    let peers = peers_or_query(cluster, me, facts)?;
+    if let Some(former) = f.leader.as_deref() {
+        if former == me.name {
+            // The old leader runs again only when nobody else can.
+            return Ok(!is_failover_possible(
+                cluster,
+                me,
+                settings,
+                peers,
+                0,
+                f.candidate.is_some(),
+            ));
+        }
+    }
+    let others: Vec<PeerStatus> = peers
+        .iter()
+        .filter(|p| Some(p.name.as_str()) != f.leader.as_deref())
+        .cloned()
+        .collect();
+    let empty_sync = SyncState::default();
+    Ok(is_healthiest_node(&RaceInput {
+        my_name: &me.name,
+        my_wal_position: pg.wal_position,
+        my_timeline: pg.timeline,
+        my_failover_priority: Tags(&me.tags).failover_priority(),
+        cluster_last_lsn: cluster.status.last_lsn,
+        cluster_timeline: cluster.timeline(),
+        maximum_lag_on_failover: settings.maximum_lag_on_failover,
+        check_replication_lag: false,
+        check_timeline: settings.check_timeline,
+        standby_cluster: false,
+        sync_mode_active: false,
+        quorum_commit_active: false,
+        sync: &empty_sync,
+        former_leader: None,
+        peers: &others,
+        voters: &[],
+    })
+    .healthiest)
+}
+
+#[cfg(test)]
+#[path = "failover_tests.rs"]
+mod tests;

@@ -316,6 +316,7 @@ fn offline_invariants_over_the_input_grid() {
                                 json!({"role": "replica", "xlog": {"received_location": 5000, "replayed_location": 5000}}),
                             )],
                             reloaded: c.clone(),
+                            ..script()
                         };
                         let me1 = me("n1", json!({"nofailover": nofailover}));
                         let (step, asked) = cycle(c, &me1, pg, &settings, &s);

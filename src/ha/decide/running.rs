@@ -1,7 +1,9 @@
 //! The cycle for a running PostgreSQL: keep or take the leader key, or
 //! follow whoever holds it (Patroni's `process_healthy_cluster` and
-//! `process_unhealthy_cluster` without a failover key).
+//! `process_unhealthy_cluster`), with the failover key's part from
+//! [`super::failover`].
 
+use super::failover::{self, FromLeader};
 use super::{
     done, follow_fresh, peers_or_query, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query,
     Step,
@@ -10,18 +12,30 @@ use crate::ha::race::{is_healthiest_node, RaceInput};
 use crate::model::{Cluster, SyncState, Tags};
 
 /// `process_healthy_cluster` when the key is ours.
-pub(super) fn with_lock(me: &Me, pg: &LocalPg, facts: &Facts) -> Step {
+pub(super) fn with_lock(
+    cluster: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> Step {
     match facts.lock_refreshed {
         None => Step::Query(Query::RefreshLock),
         Some(true) => {
+            let mut actions = match failover::from_leader(cluster, me, settings, facts) {
+                FromLeader::Ask(step) | FromLeader::Demote(step) => return step,
+                FromLeader::Stay { clear: true } => vec![Action::ClearFailoverKey],
+                FromLeader::Stay { clear: false } => vec![],
+            };
             if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
                 done(
-                    vec![],
+                    actions,
                     format!("no action. I am ({}), the leader with the lock", me.name),
                 )
             } else {
+                actions.push(Action::Promote);
                 done(
-                    vec![Action::Promote],
+                    actions,
                     "promoted self to leader because I had the session lock",
                 )
             }
@@ -53,6 +67,11 @@ pub(super) fn leader_race(
         pg.timeline.unwrap_or(0) >= cluster.timeline()
     } else if nofailover {
         false
+    } else if let Some(f) = failover::requested(cluster) {
+        match failover::may_race_without_leader(cluster, me, pg, settings, facts, f) {
+            Ok(verdict) => verdict,
+            Err(query) => return query,
+        }
     } else {
         let peers = match peers_or_query(cluster, me, facts) {
             Ok(p) => p,
@@ -92,13 +111,19 @@ pub(super) fn leader_race(
             )
         };
     }
+    // The new leader clears a failover key: whatever it asked is done.
+    let mut actions = if failover::requested(cluster).is_some() {
+        vec![Action::ClearFailoverKey]
+    } else {
+        vec![]
+    };
     match facts.lock_acquired {
         None => Step::Query(Query::AcquireLock),
-        Some(true) if pg.is_primary => done(vec![], "acquired session lock as a leader"),
-        Some(true) => done(
-            vec![Action::Promote],
-            "promoted self to leader by acquiring session lock",
-        ),
+        Some(true) if pg.is_primary => done(actions, "acquired session lock as a leader"),
+        Some(true) => {
+            actions.push(Action::Promote);
+            done(actions, "promoted self to leader by acquiring session lock")
+        }
         Some(false) => follow_fresh(
             "demoted self after trying and failing to obtain lock",
             "following new leader after trying and failing to obtain lock",
