@@ -215,12 +215,17 @@ pub fn custom_method_argv(
 }
 
 /// Removes what a failed attempt left, logging (not failing on) errors:
-/// the caller reports the attempt's own failure.
-fn clean(data_dir: &Path) {
-    if !data_directory_empty(data_dir) {
-        if let Err(e) = remove_data_directory(data_dir) {
-            log::error!(target: LOG_TARGET, "{e}");
-        }
+/// the caller reports the attempt's own failure. Runs on the blocking
+/// pool: a large data directory takes a while to delete.
+async fn clean(data_dir: &Path) {
+    if data_directory_empty(data_dir) {
+        return;
+    }
+    let path = data_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || remove_data_directory(&path)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::error!(target: LOG_TARGET, "{e}"),
+        Err(e) => log::error!(target: LOG_TARGET, "removing {} failed: {e}", data_dir.display()),
     }
 }
 
@@ -241,7 +246,7 @@ async fn basebackup(
     );
     let mut last = String::new();
     for attempt in 0..BASEBACKUP_ATTEMPTS {
-        clean(input.data_dir);
+        clean(input.data_dir).await;
         log::debug!(target: LOG_TARGET, "calling: {argv:?}");
         match run_command(&argv, env, input.run_as).await {
             Ok(status) if status.success() => return Ok(()),
@@ -261,7 +266,7 @@ async fn basebackup(
             log::warn!(target: LOG_TARGET, "Trying again in {} seconds", input.retry_sleep.as_secs());
             tokio::time::sleep(input.retry_sleep).await;
         } else {
-            clean(input.data_dir);
+            clean(input.data_dir).await;
         }
     }
     Err(last)
@@ -282,7 +287,7 @@ async fn custom_method(
         if keep_before {
             log::info!(target: LOG_TARGET, "Leaving data directory uncleaned");
         } else {
-            clean(input.data_dir);
+            clean(input.data_dir).await;
         }
     }
     let (argv, keep_data) =
@@ -302,7 +307,7 @@ async fn custom_method(
         }
     };
     if !keep_data {
-        clean(input.data_dir);
+        clean(input.data_dir).await;
     }
     Err(result)
 }

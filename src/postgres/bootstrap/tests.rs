@@ -331,3 +331,27 @@ async fn initdb_password_file_is_private_and_removed() {
     .expect_err("fails");
     assert!(matches!(err, BootstrapError::Failed { .. }), "{err:?}");
 }
+
+#[test]
+fn program_names_from_config() {
+    let pg = map(&[
+        ("bin_dir", s("/opt/pg/bin")),
+        (
+            "bin_name",
+            Value::Map(map(&[
+                ("pg_basebackup", s("pg_basebackup15")),
+                ("initdb", Value::Int(3)),
+            ])),
+        ),
+    ]);
+    let cmds = PgCommands::from_config(&pg);
+    assert_eq!(
+        cmds.program("pg_basebackup"),
+        PathBuf::from("/opt/pg/bin/pg_basebackup15")
+    );
+    assert_eq!(cmds.program("initdb"), PathBuf::from("/opt/pg/bin/initdb"));
+    assert_eq!(
+        PgCommands::from_config(&Map::new()).program("pg_ctl"),
+        PathBuf::from("pg_ctl")
+    );
+}
