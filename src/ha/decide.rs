@@ -15,8 +15,8 @@
 //! stopped PostgreSQL ([`offline`]'s `recover`), then the running cases
 //! ([`running`]).
 //!
-//! Not covered yet: pause mode, standby clusters, synchronous mode, a
-//! failover key, failsafe mode and a required watchdog. Those are
+//! Not covered yet: standby clusters, synchronous mode, failsafe mode and
+//! a required watchdog. Those are
 //! [`Step::Unsupported`], which the executor must treat as "do nothing and
 //! say so", never as a decision.
 
@@ -259,6 +259,11 @@ pub enum Action {
     /// Clear the `failover` key (compare-and-set on its version) once the
     /// switchover or failover it asked for is done or impossible.
     ClearFailoverKey,
+    /// Paused: we took the leader key for a switchover's candidate (us).
+    /// Rewrite the `failover` key without its `leader`, keeping `member`
+    /// and `scheduled_at` (compare-and-set on its version), so the next
+    /// cycles know the promotion they wait for was asked.
+    DropFailoverLeader,
     /// Fatal: log `reason` at FATAL/ERROR and exit the daemon with status
     /// 1, leaving PostgreSQL as it is (Patroni's `sys.exit(1)`).
     Exit {
@@ -334,26 +339,32 @@ fn node_to_follow(cluster: &Cluster, me: &Me) -> Option<String> {
     target.filter(|t| !t.is_empty() && *t != me.name)
 }
 
-/// Patroni's `follow()` for the cases covered here.
+/// Patroni's `follow()` for the cases covered here. Paused, nothing is
+/// demoted: a primary without the key keeps running, and a replica only
+/// has its upstream kept up to date.
 fn follow(
     cluster: &Cluster,
     me: &Me,
     pg: &LocalPg,
+    settings: &HaSettings,
     demote_reason: &str,
     follow_reason: &str,
 ) -> Step {
-    if pg.is_primary {
+    let target = node_to_follow(cluster, me);
+    if settings.paused {
+        if pg.is_primary {
+            return done(vec![], "continue to run as primary without lock");
+        }
+        if target.is_none() {
+            return done(vec![], format!("no action. I am ({})", me.name));
+        }
+    } else if pg.is_primary {
         return done(
             vec![Action::Demote(DemoteMode::ImmediateNoLock)],
             demote_reason,
         );
     }
-    done(
-        vec![Action::Follow {
-            member: node_to_follow(cluster, me),
-        }],
-        follow_reason,
-    )
+    done(vec![Action::Follow { member: target }], follow_reason)
 }
 
 /// Follow after re-reading the cluster (Patroni's `follow(refresh=True)`).
@@ -365,6 +376,9 @@ fn follow_fresh(demote_reason: &str, follow_reason: &str) -> Step {
 }
 
 /// Decide the next step of this cycle.
+///
+/// Paused (`pause: true` in the dynamic configuration), every message
+/// starts with `PAUSE: `, as Patroni's log lines do.
 pub fn decide(
     cluster: &Cluster,
     me: &Me,
@@ -372,9 +386,22 @@ pub fn decide(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.paused {
-        return Step::Unsupported("pause mode".into());
+    match decide_cycle(cluster, me, pg, settings, facts) {
+        Step::Done(mut d) if settings.paused => {
+            d.message.insert_str(0, "PAUSE: ");
+            Step::Done(d)
+        }
+        other => other,
     }
+}
+
+fn decide_cycle(
+    cluster: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> Step {
     if settings.standby_cluster {
         return Step::Unsupported("standby cluster".into());
     }
@@ -388,7 +415,14 @@ pub fn decide(
         return step;
     }
     if let Some(p) = &facts.pending_follow {
-        return follow(cluster, me, pg, &p.demote_reason, &p.follow_reason);
+        return follow(
+            cluster,
+            me,
+            pg,
+            settings,
+            &p.demote_reason,
+            &p.follow_reason,
+        );
     }
     match cluster.leader.as_ref().map(|l| l.name.as_str()) {
         Some(leader) if leader == me.name => running::with_lock(cluster, me, pg, settings, facts),
@@ -398,6 +432,7 @@ pub fn decide(
                 cluster,
                 me,
                 pg,
+                settings,
                 "demoting self because I do not have the lock and I was a leader",
                 &format!(
                     "no action. I am ({}), a secondary, and following a leader ({leader})",

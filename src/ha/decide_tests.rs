@@ -423,10 +423,6 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
     let me2 = me("n2", json!({}));
     for settings in [
         HaSettings {
-            paused: true,
-            ..HaSettings::default()
-        },
-        HaSettings {
             standby_cluster: true,
             ..HaSettings::default()
         },

@@ -133,14 +133,22 @@ pub(super) enum FromLeader {
 pub(super) fn from_leader(
     cluster: &Cluster,
     me: &Me,
+    pg: &LocalPg,
     settings: &HaSettings,
     facts: &Facts,
 ) -> FromLeader {
     let Some(f) = requested(cluster) else {
         return FromLeader::Stay { clear: false };
     };
+    if settings.paused && !pg.is_primary {
+        return FromLeader::Stay { clear: false };
+    }
     let (action, _) = action_names(f);
     if let Some(at) = &f.scheduled_at {
+        if settings.paused {
+            // Schedules wait for the pause to end; the key stays.
+            return FromLeader::Stay { clear: false };
+        }
         let Some(now) = facts.now else {
             return FromLeader::Ask(Step::Query(Query::CurrentTime));
         };
@@ -155,7 +163,10 @@ pub(super) fn from_leader(
     }
     let leader_matches = f.leader.as_deref().is_none_or(|l| l == me.name);
     let to_someone_else = f.candidate.as_deref() != Some(me.name.as_str());
-    if leader_matches && to_someone_else {
+    // Paused, only a named candidate may be promoted: nobody else would
+    // race for the key.
+    let allowed = !settings.paused || f.candidate.is_some();
+    if leader_matches && to_someone_else && allowed {
         let peers = match peers_or_query(cluster, me, facts) {
             Ok(p) => p,
             Err(q) => return FromLeader::Ask(q),
@@ -169,6 +180,33 @@ pub(super) fn from_leader(
     }
     // Not for us, already done, or nobody healthy to hand over to.
     FromLeader::Stay { clear: true }
+}
+
+/// Paused, with no leader key and a failover key without a schedule:
+/// the part of Patroni's `manual_failover_process_no_leader` that runs
+/// before the other health checks.
+pub(super) enum PausedRace {
+    /// Settled: race (true) or not.
+    Decided(bool),
+    /// The named candidate is no member any more and we run as primary:
+    /// clear the key, then judge as without one.
+    ClearAndContinue,
+    /// Nothing settled here.
+    Continue,
+}
+
+pub(super) fn paused_without_leader(cluster: &Cluster, me: &Me, pg: &LocalPg) -> PausedRace {
+    let Some(f) = requested(cluster).filter(|f| f.scheduled_at.is_none()) else {
+        return PausedRace::Continue;
+    };
+    if Tags(&me.tags).nofailover() {
+        return PausedRace::Continue;
+    }
+    match f.candidate.as_deref() {
+        Some(c) if c == me.name => PausedRace::Decided(true),
+        Some(c) if cluster.member(c).is_none() && pg.is_primary => PausedRace::ClearAndContinue,
+        _ => PausedRace::Decided(false),
+    }
 }
 
 /// A replica's side when nobody holds the leader key and a failover key

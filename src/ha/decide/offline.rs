@@ -26,10 +26,21 @@ pub(super) fn before_running(
     if pg.data_directory_error.is_some() || pg.data_directory_empty {
         return Some(empty_data_directory(cluster, me, pg, settings, facts));
     }
-    if let Some(step) = check_system_id(cluster, me, pg, facts) {
+    if let Some(step) = check_system_id(cluster, me, pg, settings, facts) {
         return Some(step);
     }
     if !pg.running {
+        if settings.paused {
+            // Paused, PostgreSQL is left as the operator left it.
+            return Some(if has_lock(cluster, me) {
+                done(
+                    vec![Action::ReleaseLeaderKey],
+                    "removed leader lock because postgres is not running",
+                )
+            } else {
+                done(vec![], "postgres is not running")
+            });
+        }
         return Some(recover(cluster, me, pg, settings, facts));
     }
     None
@@ -72,6 +83,9 @@ fn empty_data_directory(
     }
     if let Some(err) = &pg.data_directory_error {
         return done(actions, format!("data directory is not accessible: {err}"));
+    }
+    if settings.paused {
+        return done(actions, "running with empty data directory");
     }
     match bootstrap(cluster, me, settings, facts) {
         Step::Done(mut d) => {
@@ -132,7 +146,13 @@ fn clone_member<'a>(cluster: &'a Cluster, my_name: &str) -> Option<&'a Member> {
 }
 
 /// The data directory holds a cluster: is it ours?
-fn check_system_id(cluster: &Cluster, me: &Me, pg: &LocalPg, facts: &Facts) -> Option<Step> {
+fn check_system_id(
+    cluster: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> Option<Step> {
     let Some(sysid) = pg.sysid.as_deref().filter(|s| sysid_valid(Some(s))) else {
         return Some(done(
             vec![],
@@ -141,6 +161,16 @@ fn check_system_id(cluster: &Cluster, me: &Me, pg: &LocalPg, facts: &Facts) -> O
     };
     if sysid_valid(cluster.initialize.as_deref()) {
         let init = cluster.initialize.as_deref().unwrap_or_default();
+        if init != sysid && settings.paused {
+            // Patroni warns and exits only once the pause ends; the key
+            // goes now, a leader of another cluster must not keep it.
+            return has_lock(cluster, me).then(|| {
+                done(
+                    vec![Action::ReleaseLeaderKey],
+                    "released leader key voluntarily due to the system ID mismatch",
+                )
+            });
+        }
         if init != sysid {
             let reason = format!(
                 "system ID mismatch, node {} belongs to a different cluster: {init} != {sysid}",
@@ -155,7 +185,7 @@ fn check_system_id(cluster: &Cluster, me: &Me, pg: &LocalPg, facts: &Facts) -> O
         }
         return None;
     }
-    if !cluster.is_unlocked() || pg.seen_running {
+    if !cluster.is_unlocked() || settings.paused || pg.seen_running {
         return None;
     }
     // Unlocked and no valid `initialize`: an existing cluster joining (or

@@ -3,7 +3,7 @@
 //! `process_unhealthy_cluster`), with the failover key's part from
 //! [`super::failover`].
 
-use super::failover::{self, FromLeader};
+use super::failover::{self, FromLeader, PausedRace};
 use super::{
     done, follow_fresh, peers_or_query, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query,
     Step,
@@ -19,10 +19,23 @@ pub(super) fn with_lock(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
+    if settings.paused && !pg.is_primary {
+        // Paused, the key follows PostgreSQL's role, except while the
+        // candidate of a manual failover waits for its promotion.
+        let candidate = failover::requested(cluster).and_then(|f| f.candidate.as_deref());
+        return if candidate == Some(me.name.as_str()) {
+            done(vec![], "waiting to become primary after promote...")
+        } else {
+            done(
+                vec![Action::ReleaseLeaderKey],
+                "removed leader lock because postgres is not running as primary",
+            )
+        };
+    }
     match facts.lock_refreshed {
         None => Step::Query(Query::RefreshLock),
         Some(true) => {
-            let mut actions = match failover::from_leader(cluster, me, settings, facts) {
+            let mut actions = match failover::from_leader(cluster, me, pg, settings, facts) {
                 FromLeader::Ask(step) | FromLeader::Demote(step) => return step,
                 FromLeader::Stay { clear: true } => vec![Action::ClearFailoverKey],
                 FromLeader::Stay { clear: false } => vec![],
@@ -40,6 +53,10 @@ pub(super) fn with_lock(
                 )
             }
         }
+        Some(false) if pg.is_primary && settings.paused => done(
+            vec![],
+            "continue to run as primary after failing to update leader lock in DCS",
+        ),
         Some(false) if pg.is_primary => done(
             vec![Action::Demote(DemoteMode::ImmediateNoLock)],
             "demoted self because failed to update leader lock in DCS",
@@ -60,12 +77,31 @@ pub(super) fn leader_race(
     facts: &Facts,
 ) -> Step {
     let nofailover = Tags(&me.tags).nofailover();
-    let healthiest = if pg.starting {
+    let mut actions = Vec::new();
+    let paused_verdict = if settings.paused {
+        match failover::paused_without_leader(cluster, me, pg) {
+            PausedRace::Decided(v) => Some(v),
+            PausedRace::ClearAndContinue => {
+                actions.push(Action::ClearFailoverKey);
+                None
+            }
+            PausedRace::Continue => None,
+        }
+    } else {
+        None
+    };
+    let healthiest = if let Some(v) = paused_verdict {
+        v
+    } else if pg.starting {
         false
+    } else if pg.is_primary && settings.paused {
+        // Paused, a primary takes the key back only for its own cluster.
+        let init = cluster.initialize.as_deref().unwrap_or_default();
+        init.is_empty() || pg.sysid.as_deref() == Some(init)
     } else if pg.is_primary {
         // A primary racing for a lost key must not undo a newer promotion.
         pg.timeline.unwrap_or(0) >= cluster.timeline()
-    } else if nofailover {
+    } else if settings.paused || nofailover {
         false
     } else if let Some(f) = failover::requested(cluster) {
         match failover::may_race_without_leader(cluster, me, pg, settings, facts, f) {
@@ -112,11 +148,17 @@ pub(super) fn leader_race(
         };
     }
     // The new leader clears a failover key: whatever it asked is done.
-    let mut actions = if failover::requested(cluster).is_some() {
-        vec![Action::ClearFailoverKey]
-    } else {
-        vec![]
-    };
+    // Paused, a switchover's candidate keeps the key (without the old
+    // leader) until its promotion shows.
+    match failover::requested(cluster) {
+        Some(f) if settings.paused && f.leader.is_some() && f.candidate.is_some() => {
+            actions.push(Action::DropFailoverLeader);
+        }
+        Some(_) if !actions.contains(&Action::ClearFailoverKey) => {
+            actions.push(Action::ClearFailoverKey);
+        }
+        _ => {}
+    }
     match facts.lock_acquired {
         None => Step::Query(Query::AcquireLock),
         Some(true) if pg.is_primary => done(actions, "acquired session lock as a leader"),
@@ -130,3 +172,7 @@ pub(super) fn leader_race(
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "paused_tests.rs"]
+mod paused_tests;
