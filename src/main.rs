@@ -96,13 +96,9 @@ fn run(args: &Args) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(format!("patroni: cannot start logging: {e}")),
     };
-    log::error!(
-        target: "patroni.__main__",
-        "patroni-rs {}: the configuration is valid, but the HA daemon is not implemented yet",
-        env!("CARGO_PKG_VERSION")
-    );
+    let status = patroni::daemon::run(config);
     log::logger().flush();
-    ExitCode::from(1)
+    ExitCode::from(status)
 }
 
 fn main() -> ExitCode {

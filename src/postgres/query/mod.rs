@@ -334,13 +334,26 @@ impl PgMonitor {
 
     /// Runs one single-row statement on the connection, connecting first
     /// if needed. `sql` gets the server version (to pick function names).
-    /// A connection that broke or did not answer is dropped, so the next
-    /// call reconnects; a server-side cancellation keeps it.
     async fn query_row(
         &self,
         sql: impl FnOnce(i32) -> String,
         args: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, QueryError> {
+        self.query_with(sql, args)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| QueryError::Decode("the statement returned no row".to_owned()))
+    }
+
+    /// Runs one statement and returns its rows, connecting first if
+    /// needed. A connection that broke or did not answer is dropped, so
+    /// the next call reconnects; a server-side cancellation keeps it.
+    async fn query_with(
+        &self,
+        sql: impl FnOnce(i32) -> String,
+        args: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, QueryError> {
         let mut guard = self.conn.lock().await;
         if matches!(&*guard, Some(c) if c.client.is_closed()) {
             *guard = None;
@@ -357,11 +370,8 @@ impl PgMonitor {
             return Err(QueryError::Decode("no connection".to_owned()));
         };
         let sql = sql(conn.server_version);
-        let result = tokio::time::timeout(
-            self.options.query_timeout,
-            conn.client.query_one(&sql, args),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(self.options.query_timeout, conn.client.query(&sql, args)).await;
         match result {
             Err(_) => {
                 // The server never answered: the connection's state is
@@ -380,8 +390,30 @@ impl PgMonitor {
                     Err(QueryError::Query(e))
                 }
             }
-            Ok(Ok(row)) => Ok(row),
+            Ok(Ok(rows)) => Ok(rows),
         }
+    }
+
+    /// Runs any statement on this connection and returns its rows (the HA
+    /// loop's slot management and checkpoints).
+    pub async fn query(
+        &self,
+        sql: &str,
+        args: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, QueryError> {
+        self.query_with(|_| sql.to_owned(), args).await
+    }
+
+    /// The server version of the open connection, connecting if needed.
+    pub async fn server_version(&self) -> Result<i32, QueryError> {
+        let row = self
+            .query_row(
+                |_| "SELECT pg_catalog.current_setting('server_version_num')::int".to_owned(),
+                &[],
+            )
+            .await?;
+        row.try_get(0)
+            .map_err(|e| QueryError::Decode(format!("server_version_num: {e}")))
     }
 
     /// Runs the monitoring query, connecting first if needed.

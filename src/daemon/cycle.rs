@@ -1,0 +1,522 @@
+//! One HA cycle: read the cluster, observe PostgreSQL, hold the
+//! conversation with [`decide`], run the actions in order (stopping at the
+//! first failure), then publish this member's state.
+
+use std::sync::Arc;
+
+use crate::config::Value;
+use crate::dcs::DcsError;
+use crate::ha::decide::{decide, Action, DemoteMode, Facts, LocalPg, Me, Query, Step};
+use crate::model::{Cluster, MemberStatus, Status, WalStatus};
+use crate::postgres::process::StopMode;
+use crate::postgres::Role;
+
+use super::local::{source_for, wait_until, LocalError};
+use super::{epoch_now, peers, slots, Daemon, SHUTDOWN_REPLICA_WAIT};
+
+/// The most questions one cycle may ask before giving up (a decision that
+/// keeps asking is a bug, not a reason to spin).
+const MAX_QUERIES: usize = 8;
+
+impl Daemon {
+    fn me(&self) -> Me {
+        Me {
+            name: self.cfg.name.clone(),
+            tags: self.cfg.tags.clone(),
+        }
+    }
+
+    /// Read the cluster; on success adopt a changed dynamic configuration.
+    async fn load_cluster(&mut self) -> Result<Arc<Cluster>, DcsError> {
+        let cluster = Arc::new(self.dcs.get_cluster().await?);
+        self.cluster = Some(cluster.clone());
+        self.cluster_valid = true;
+        self.dcs_last_seen = epoch_now() as i64;
+        if let Some(config) = &cluster.config {
+            let dynamic = Value::from_json(&serde_json::Value::Object(config.data.clone()));
+            if let Some(map) = dynamic.as_map() {
+                let changed = match config.modify_version {
+                    Some(v) => self.config.set_dynamic_configuration_versioned(map, v),
+                    None => self.config.set_dynamic_configuration(map),
+                };
+                if changed {
+                    super::log_config_events(&mut self.config);
+                    self.apply_config().await;
+                    if let Err(e) = self.config.save_cache() {
+                        log::warn!(target: "patroni.config", "cannot save the dynamic configuration cache: {e}");
+                    }
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    pub(super) async fn run_cycle(&mut self) -> String {
+        let cluster = match self.load_cluster().await {
+            Ok(c) => c,
+            Err(e) => return self.dcs_unreachable(e).await,
+        };
+        if self.sysid.is_none() && !self.pg.data_directory_empty() {
+            self.sysid = self
+                .pg
+                .controldata()
+                .await
+                .and_then(|c| c.system_identifier().map(str::to_owned));
+        }
+        let pg = self.pg.observe(self.sysid.clone()).await;
+        self.pg.start_failed = false;
+        if cluster.member(&self.cfg.name).is_none() {
+            self.touch_member(&pg).await;
+        }
+        let message = match self.converse(cluster, &pg).await {
+            Ok(m) => m,
+            Err(m) => m,
+        };
+        if self.is_leader {
+            self.leader_housekeeping().await;
+        }
+        let pg = self.pg.observe(self.sysid.clone()).await;
+        self.pg.seen_running = pg.running;
+        self.touch_member(&pg).await;
+        message
+    }
+
+    /// Ask `decide` until it decides, answering its questions.
+    async fn converse(
+        &mut self,
+        mut cluster: Arc<Cluster>,
+        pg: &LocalPg,
+    ) -> Result<String, String> {
+        let me = self.me();
+        let settings = self.cfg.ha.clone();
+        let mut facts = Facts::default();
+        for _ in 0..MAX_QUERIES {
+            match decide(&cluster, &me, pg, &settings, &facts) {
+                Step::Query(q) => self.answer(q, &mut cluster, &mut facts).await,
+                Step::Done(decision) => {
+                    self.execute(&decision.actions, &cluster).await?;
+                    return Ok(decision.message);
+                }
+                Step::Unsupported(what) => {
+                    return Ok(format!(
+                        "no action: {what} is not handled by patroni-rs yet"
+                    ));
+                }
+            }
+        }
+        Err("the HA decision did not converge; doing nothing this cycle".to_owned())
+    }
+
+    async fn answer(&mut self, q: Query, cluster: &mut Arc<Cluster>, facts: &mut Facts) {
+        match q {
+            Query::RefreshLock => {
+                let ok = match self.dcs.update_leader(cluster).await {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        log::error!(target: "patroni.ha", "failed to update leader lock: {e}");
+                        false
+                    }
+                };
+                self.is_leader = ok;
+                facts.lock_refreshed = Some(ok);
+            }
+            Query::FetchPeerStatuses(names) => {
+                facts.peers = Some(peers::fetch_statuses(&self.http, cluster, &names).await);
+            }
+            Query::AcquireLock => {
+                let ok = match self.dcs.attempt_to_acquire_leader().await {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        log::error!(target: "patroni.ha", "failed to acquire the leader lock: {e}");
+                        false
+                    }
+                };
+                if ok {
+                    log::info!(target: "patroni.ha", "Got response from the DCS: the leader key is ours");
+                }
+                self.is_leader = ok;
+                facts.lock_acquired = Some(ok);
+            }
+            Query::ReloadCluster(pending) => {
+                if let Ok(fresh) = self.load_cluster().await {
+                    *cluster = fresh;
+                }
+                facts.pending_follow = Some(pending);
+            }
+            Query::AcquireInitializeKey => {
+                let won = match self.dcs.initialize(true, "").await {
+                    Ok(()) => true,
+                    Err(DcsError::CasFailed) => false,
+                    Err(e) => {
+                        log::error!(target: "patroni.ha", "failed to create the initialize key: {e}");
+                        false
+                    }
+                };
+                facts.initialize_won = Some(won);
+            }
+            Query::WriteInitializeKey { sysid, create_new } => {
+                let written = match self.dcs.initialize(create_new, &sysid).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::error!(target: "patroni.ha", "failed to write the initialize key: {e}");
+                        false
+                    }
+                };
+                facts.initialize_written = Some(written);
+            }
+            Query::CurrentTime => facts.now = Some(chrono::Utc::now()),
+            Query::SleepUntil(at) => {
+                let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                facts.slept = true;
+            }
+        }
+    }
+
+    /// Run the actions in order; the first failure ends the cycle with its
+    /// message.
+    async fn execute(&mut self, actions: &[Action], cluster: &Arc<Cluster>) -> Result<(), String> {
+        for action in actions {
+            let result = match action {
+                Action::Promote => self.promote(cluster).await,
+                Action::Demote(mode) => self.demote(*mode).await,
+                Action::Follow { member } => self.follow(cluster, member.as_deref()).await,
+                Action::StartAsReplica { member } => {
+                    self.start_as_replica(cluster, member.as_deref()).await
+                }
+                Action::Bootstrap => self.bootstrap(cluster).await,
+                Action::CreateReplica { from } => self.create_replica(cluster, from).await,
+                Action::ClearFailoverKey => self.clear_failover_key(cluster).await,
+                Action::DropFailoverLeader => self.drop_failover_leader(cluster).await,
+                Action::CreateReplicaWithoutLeader => self.create_replica_without_leader().await,
+                Action::StartAsPrimary => self.start_as_primary().await,
+                Action::CrashRecovery => self.crash_recovery().await,
+                Action::StopImmediately => self.pg.stop(StopMode::Immediate).await.map(|_| ()),
+                Action::ReleaseLeaderKey => {
+                    self.release_leader_key(None).await;
+                    Ok(())
+                }
+                Action::Exit { reason } => {
+                    log::error!(target: "patroni.ha", "{reason}");
+                    self.fatal = Some(reason.clone());
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                log::error!(target: "patroni.ha", "{action:?} failed: {e}");
+                return Err(format!("{action:?} failed: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn promote(&mut self, cluster: &Arc<Cluster>) -> Result<(), LocalError> {
+        self.pg.promote().await?;
+        let monitor = &self.pg.monitor;
+        let promoted = wait_until(self.cfg.pg_ctl_timeout, || async {
+            matches!(monitor.cluster_info().await, Ok(i) if !i.is_in_recovery)
+        })
+        .await;
+        if !promoted {
+            return Err(LocalError::Process(
+                "PostgreSQL did not leave recovery after promote".into(),
+            ));
+        }
+        self.pg.role = "primary".to_owned();
+        if cluster.failover.as_ref().is_some_and(|f| !f.is_empty()) {
+            self.clear_failover_key(cluster).await?;
+        }
+        Ok(())
+    }
+
+    async fn demote(&mut self, mode: DemoteMode) -> Result<(), LocalError> {
+        let (stop, checkpoint, release, offline) = match mode {
+            DemoteMode::Offline => (StopMode::Fast, false, false, true),
+            DemoteMode::Graceful => (StopMode::Fast, true, true, false),
+            DemoteMode::Immediate => (StopMode::Immediate, false, true, false),
+            DemoteMode::ImmediateNoLock => (StopMode::Immediate, false, false, false),
+        };
+        if checkpoint {
+            if let Err(e) = self.pg.monitor.query("CHECKPOINT", &[]).await {
+                log::warn!(target: "patroni.ha", "CHECKPOINT before demote failed: {e}");
+            }
+        }
+        let last_lsn = self.pg.last_info.as_ref().and_then(|i| i.wal_flush_lsn);
+        self.pg.stop(stop).await?;
+        if release {
+            self.release_leader_key(last_lsn).await;
+        }
+        self.is_leader = false;
+        self.pg.role = "demoted".to_owned();
+        if offline {
+            return Ok(());
+        }
+        // Start again as a replica of whoever leads now (nobody yet after a
+        // release: the next cycle points it at the new leader).
+        let fresh = self.dcs.get_cluster().await.ok().map(Arc::new);
+        let leader = fresh
+            .as_ref()
+            .and_then(|c| c.leader.as_ref())
+            .map(|l| l.name.clone())
+            .filter(|l| *l != self.cfg.name);
+        let cluster = fresh.unwrap_or_default();
+        self.start_as_replica(&cluster, leader.as_deref()).await
+    }
+
+    /// Write our last position to `/status`, then delete the leader key if
+    /// it is still ours.
+    async fn release_leader_key(&mut self, last_lsn: Option<i64>) {
+        if let Some(lsn) = last_lsn {
+            let mut status = self
+                .cluster
+                .as_ref()
+                .map(|c| c.status.clone())
+                .unwrap_or_default();
+            status.last_lsn = lsn;
+            if let Err(e) = self.dcs.write_status(&status.to_node()).await {
+                log::warn!(target: "patroni.ha", "failed to write /status: {e}");
+            }
+        }
+        match self.dcs.delete_leader().await {
+            Ok(true) => log::info!(target: "patroni.ha", "Leader key released"),
+            Ok(false) => {}
+            Err(e) => log::error!(target: "patroni.ha", "failed to delete the leader key: {e}"),
+        }
+        self.is_leader = false;
+    }
+
+    async fn follow(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        member: Option<&str>,
+    ) -> Result<(), LocalError> {
+        if !self.pg.is_running() {
+            return self.start_as_replica(cluster, member).await;
+        }
+        let source = source_for(cluster, member);
+        if self.pg.follow(source.as_ref()).await? {
+            log::info!(target: "patroni.ha", "Changed primary_conninfo to follow {}", member.unwrap_or("nobody"));
+        }
+        Ok(())
+    }
+
+    async fn start_as_replica(
+        &mut self,
+        cluster: &Cluster,
+        member: Option<&str>,
+    ) -> Result<(), LocalError> {
+        if self.pg.is_running() {
+            return Ok(());
+        }
+        if let Some(leader) = member {
+            if self.needs_rewind().await {
+                self.rewind(cluster, leader).await?;
+            }
+        }
+        let source = source_for(cluster, member);
+        let result = self.pg.start(Role::Replica, source.as_ref()).await;
+        self.after_start(&result);
+        result
+    }
+
+    /// Remember how a start ended, for the next cycle's decision.
+    fn after_start(&mut self, result: &Result<(), LocalError>) {
+        match result {
+            Ok(()) => self.pg.crash_recovery_started = false,
+            Err(_) => self.pg.start_failed = true,
+        }
+    }
+
+    async fn start_as_primary(&mut self) -> Result<(), LocalError> {
+        let result = self.pg.start(Role::Primary, None).await;
+        self.after_start(&result);
+        result
+    }
+
+    async fn clear_failover_key(&mut self, cluster: &Cluster) -> Result<(), LocalError> {
+        let version = cluster.failover.as_ref().and_then(|f| f.version);
+        match self.dcs.set_failover_value("{}", version).await {
+            Ok(()) | Err(DcsError::CasFailed) => Ok(()),
+            Err(e) => Err(LocalError::Process(format!(
+                "cannot clear the failover key: {e}"
+            ))),
+        }
+    }
+
+    /// Keep `member` and `scheduled_at` of the failover key, drop `leader`.
+    async fn drop_failover_leader(&mut self, cluster: &Cluster) -> Result<(), LocalError> {
+        let Some(failover) = cluster.failover.as_ref() else {
+            return Ok(());
+        };
+        let value = crate::model::Failover {
+            leader: None,
+            ..failover.clone()
+        }
+        .to_node();
+        match self.dcs.set_failover_value(&value, failover.version).await {
+            Ok(()) | Err(DcsError::CasFailed) => Ok(()),
+            Err(e) => Err(LocalError::Process(format!(
+                "cannot update the failover key: {e}"
+            ))),
+        }
+    }
+
+    /// The DCS did not answer: a primary must not keep writing.
+    async fn dcs_unreachable(&mut self, e: DcsError) -> String {
+        log::error!(target: "patroni.ha", "Error communicating with DCS: {e}");
+        self.cluster_valid = false;
+        let was_leader = self.is_leader;
+        self.is_leader = false;
+        if was_leader && self.pg.is_running() {
+            if let Err(e) = self.demote(DemoteMode::Offline).await {
+                log::error!(target: "patroni.ha", "demote failed: {e}");
+            }
+            return "demoting self because DCS is not accessible and I was a leader".to_owned();
+        }
+        "DCS is not accessible".to_owned()
+    }
+
+    /// What the leader does each cycle besides holding the key: member
+    /// slots and `/status`.
+    async fn leader_housekeeping(&mut self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let Some(info) = self.pg.last_info.clone().filter(|i| !i.is_in_recovery) else {
+            return;
+        };
+        let optime = info.wal_flush_lsn.unwrap_or(0);
+        let mut status = Status {
+            last_lsn: optime,
+            ..Status::default()
+        };
+        if self.cfg.use_slots {
+            match slots::sync_member_slots(&self.pg.monitor, &cluster, &self.cfg.name).await {
+                Ok(found) => {
+                    let mut map = serde_json::Map::new();
+                    for (name, lsn) in found {
+                        map.insert(name, lsn.into());
+                    }
+                    map.insert(
+                        crate::postgres::slot_name_from_member_name(&self.cfg.name),
+                        optime.into(),
+                    );
+                    status.slots = Some(map);
+                    let mut retain: Vec<String> = cluster
+                        .members
+                        .iter()
+                        .map(|m| crate::postgres::slot_name_from_member_name(&m.name))
+                        .collect();
+                    retain.sort();
+                    status.retain_slots = retain;
+                }
+                Err(e) => {
+                    log::warn!(target: "patroni.ha", "replication slot maintenance failed: {e}")
+                }
+            }
+        }
+        if status != cluster.status {
+            if let Err(e) = self.dcs.write_status(&status.to_node()).await {
+                log::warn!(target: "patroni.ha", "failed to write /status: {e}");
+            }
+        }
+    }
+
+    /// Publish this member's key.
+    async fn touch_member(&mut self, pg: &LocalPg) {
+        let info = self.pg.last_info.as_ref();
+        let wal = info.map(|i| WalStatus {
+            xlog_location: pg.wal_position,
+            replay_lsn: i.is_in_recovery.then_some(i.replay_lsn).flatten(),
+            receive_lsn: i.is_in_recovery.then(|| i.received_location()).flatten(),
+            replication_state: i.is_in_recovery.then(|| {
+                if i.receiver_status.as_deref() == Some("streaming") {
+                    "streaming".to_owned()
+                } else {
+                    "in archive recovery".to_owned()
+                }
+            }),
+        });
+        let status = MemberStatus {
+            conn_url: self.cfg.conn_url.clone(),
+            api_url: self.cfg.api_url.clone(),
+            state: self.pg.state.clone(),
+            role: self.pg.role.clone(),
+            version: crate::PATRONI_VERSION.to_owned(),
+            tags: crate::model::Tags(&self.cfg.tags).filtered(),
+            wal,
+            timeline: pg.timeline,
+            ..MemberStatus::default()
+        };
+        let cluster = self.cluster.clone();
+        if let Err(e) = self
+            .dcs
+            .touch_member(cluster.as_deref(), &status.to_node())
+            .await
+        {
+            log::warn!(target: "patroni.ha", "failed to update the member key: {e}");
+        }
+    }
+
+    /// SIGTERM/SIGINT: stop PostgreSQL; a leader releases the key once the
+    /// replicas have received everything up to the shutdown checkpoint.
+    pub(super) async fn shutdown(&mut self) {
+        if self.cfg.ha.paused {
+            log::info!(target: "patroni.ha", "Leader key is not deleted and Postgresql is not stopped due paused state");
+            return;
+        }
+        let was_leader = self.is_leader;
+        if was_leader {
+            self.wait_for_replicas_to_catch_up().await;
+        }
+        let last = self.pg.last_info.as_ref().and_then(|i| i.wal_flush_lsn);
+        if let Err(e) = self.pg.stop(StopMode::Fast).await {
+            log::error!(target: "patroni.postgresql", "failed to stop PostgreSQL: {e}");
+            return;
+        }
+        if was_leader {
+            let checkpoint = self
+                .pg
+                .controldata()
+                .await
+                .and_then(|c| c.checkpoint_location())
+                .map(|l| l as i64);
+            self.release_leader_key(checkpoint.or(last)).await;
+        }
+        self.publish();
+    }
+
+    /// Bounded wait for streaming replicas to have flushed our current
+    /// position, so that the fast stop's shutdown checkpoint is the only
+    /// record left to ship.
+    async fn wait_for_replicas_to_catch_up(&self) {
+        let monitor = &self.pg.monitor;
+        let caught_up = wait_until(SHUTDOWN_REPLICA_WAIT, || async {
+            let rows = monitor
+                .query(
+                    "SELECT bool_and(flush_lsn >= pg_catalog.pg_current_wal_flush_lsn()) \
+                     FROM pg_catalog.pg_stat_replication WHERE state = 'streaming'",
+                    &[],
+                )
+                .await;
+            matches!(rows.as_deref(), Ok([row]) if row.try_get::<_, Option<bool>>(0).ok().flatten() != Some(false))
+        })
+        .await;
+        if !caught_up {
+            log::warn!(target: "patroni.ha", "replicas did not catch up within {SHUTDOWN_REPLICA_WAIT:?}");
+        }
+    }
+
+    /// Rewrite PostgreSQL's files for its current role and reload.
+    pub(super) async fn rewrite_and_reload(&mut self) -> Result<(), LocalError> {
+        let (role, source) = if self.pg.role == "primary" {
+            (Role::Primary, None)
+        } else {
+            let cluster = self.cluster.clone().unwrap_or_default();
+            let following = self.pg.following.clone();
+            (Role::Replica, source_for(&cluster, following.as_deref()))
+        };
+        self.pg.write_files(role, source.as_ref()).await?;
+        self.pg.reload()
+    }
+}

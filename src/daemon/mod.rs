@@ -1,0 +1,386 @@
+//! The running daemon: configuration, DCS client, local PostgreSQL and REST
+//! API wired together around the HA loop.
+//!
+//! - [`node`]: what the daemon reads from the configuration.
+//! - [`local`]: the local PostgreSQL (files, postmaster, monitoring query).
+//! - [`cycle`]: one HA cycle: observe, ask [`crate::ha::decide`], execute.
+//! - [`peers`]: other members' REST status for the leader race.
+//! - [`slots`]: the primary's physical slots for members.
+//! - [`commands`]: the REST API's modifying requests.
+//!
+//! The loop runs a cycle, then sleeps until `loop_wait` has passed since
+//! the cycle began, a DCS watch event (the leader key changed), a REST
+//! request that needs the loop, or a signal: SIGHUP reloads the
+//! configuration, SIGTERM and SIGINT stop (handing the leader key over).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, Notify};
+
+use crate::api::http::{bind_listen, ApiServer, ApiSettings};
+use crate::api::status::{NodeStatus, PostgresView, StatusPublisher};
+use crate::config::effective::{Config, ConfigEvent, EventLevel};
+use crate::config::Map;
+use crate::dcs::Dcs;
+use crate::model::Cluster;
+
+pub mod commands;
+mod cycle;
+pub mod local;
+pub mod node;
+pub mod peers;
+mod provision;
+pub mod slots;
+
+use local::LocalPostgres;
+use node::NodeConfig;
+
+/// Requests from the REST API that the loop carries out.
+#[derive(Debug)]
+pub enum Request {
+    Reload,
+}
+
+/// Everything the HA loop owns.
+pub struct Daemon {
+    config: Config,
+    cfg: NodeConfig,
+    dcs: Arc<dyn Dcs>,
+    pg: LocalPostgres,
+    http: reqwest::Client,
+    publisher: StatusPublisher,
+    wake: Arc<Notify>,
+    /// The last cluster view and when it was read.
+    cluster: Option<Arc<Cluster>>,
+    cluster_valid: bool,
+    dcs_last_seen: i64,
+    /// We hold the leader key (as of the last cycle).
+    is_leader: bool,
+    /// The system identifier, once the data directory has one.
+    sysid: Option<String>,
+    /// Seconds since the epoch when the next cycle is due.
+    next_run: f64,
+    /// Set when the node cannot go on (a failed bootstrap): the daemon
+    /// stops with this message.
+    fatal: Option<String>,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Dcs(String),
+    #[error("cannot listen on {listen}: {source}")]
+    Listen {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Log what the configuration layer reported, at Patroni's levels.
+fn log_config_events(config: &mut Config) {
+    for event in config.take_events() {
+        let ConfigEvent { level, message } = event;
+        match level {
+            EventLevel::Info => log::info!(target: "patroni.config", "{message}"),
+            EventLevel::Warning => log::warn!(target: "patroni.config", "{message}"),
+            EventLevel::Error => log::error!(target: "patroni.config", "{message}"),
+        }
+    }
+}
+
+/// systemd readiness notification (`READY=1`, `RELOADING=1`,
+/// `STOPPING=1`) when started with `Type=notify`; a no-op otherwise.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let result = if let Some(abstract_name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        socket.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = result {
+        log::debug!(target: "patroni.daemon", "sd_notify {state}: {e}");
+    }
+}
+
+impl Daemon {
+    fn status_base(&self) -> NodeStatus {
+        let mut s = NodeStatus::new(&self.cfg.scope, &self.cfg.name);
+        s.tags = self.cfg.tags.clone();
+        s.effective_tags = self.cfg.tags.clone();
+        s.ttl = self.cfg.timing.ttl.as_secs();
+        s
+    }
+
+    /// Publish what the REST API shows.
+    fn publish(&self) {
+        let mut s = self.status_base();
+        s.postgres = PostgresView {
+            state: self.pg.state.clone(),
+            role: self.pg.role.clone(),
+            query: self.pg.pg_query(),
+        };
+        s.is_leader = self.is_leader;
+        s.cluster = self.cluster.clone();
+        s.cluster_valid = self.cluster_valid;
+        s.dcs_last_seen = self.dcs_last_seen;
+        s.database_system_identifier = self.sysid.clone();
+        s.next_run = self.next_run;
+        s.global_config = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.config.as_ref())
+            .map(|c| Arc::new(c.data.clone()));
+        self.publisher.publish(s);
+    }
+}
+
+/// Start the REST API on `restapi.listen`.
+async fn start_api(
+    effective: &Map,
+    publisher: &StatusPublisher,
+    commands: Arc<commands::DaemonCommands>,
+) -> Result<(), StartupError> {
+    let restapi = effective
+        .get("restapi")
+        .and_then(crate::config::Value::as_map)
+        .cloned()
+        .unwrap_or_default();
+    let listen = match restapi.get("listen") {
+        Some(crate::config::Value::Str(s)) => s.clone(),
+        _ => return Err(StartupError::Config("restapi.listen is not defined".into())),
+    };
+    let settings = ApiSettings::from_restapi(&restapi);
+    let listener = bind_listen(&listen, settings.request_queue_size)
+        .await
+        .map_err(|source| StartupError::Listen {
+            listen: listen.clone(),
+            source,
+        })?;
+    let server = Arc::new(ApiServer {
+        settings,
+        status: publisher.reader(),
+        commands,
+    });
+    tokio::spawn(async move {
+        if let Err(e) = server.serve(listener).await {
+            log::error!(target: "patroni.api", "REST API stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Run the daemon until a stop signal; returns the process exit status.
+pub fn run(config: Config) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!(target: "patroni.daemon", "cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        match run_async(config).await {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!(target: "patroni.daemon", "{e}");
+                1
+            }
+        }
+    })
+}
+
+async fn run_async(mut config: Config) -> Result<(), StartupError> {
+    log_config_events(&mut config);
+    let cfg = NodeConfig::from_effective(&config.effective()).map_err(StartupError::Config)?;
+    let dcs: Arc<dyn Dcs> = Arc::from(
+        crate::dcs::from_config(&config.effective(), cfg.timing)
+            .map_err(|e| StartupError::Dcs(e.to_string()))?,
+    );
+    let pg = LocalPostgres::new(cfg.clone()).map_err(|e| StartupError::Config(e.to_string()))?;
+    let http = peers::client(
+        config
+            .effective()
+            .get("restapi")
+            .and_then(crate::config::Value::as_map),
+    );
+    let (publisher, _) = StatusPublisher::new(NodeStatus::new(&cfg.scope, &cfg.name));
+    let wake = Arc::new(Notify::new());
+    let (requests_tx, mut requests) = mpsc::unbounded_channel();
+    let commands = Arc::new(commands::DaemonCommands {
+        dcs: dcs.clone(),
+        http: http.clone(),
+        wake: wake.clone(),
+        requests: requests_tx,
+    });
+    let mut daemon = Daemon {
+        config,
+        cfg,
+        dcs,
+        pg,
+        http,
+        publisher,
+        wake,
+        cluster: None,
+        cluster_valid: false,
+        dcs_last_seen: 0,
+        is_leader: false,
+        sysid: None,
+        next_run: 0.0,
+        fatal: None,
+    };
+    daemon.load_dynamic_configuration().await;
+    daemon.publish();
+    start_api(&daemon.config.effective(), &daemon.publisher, commands).await?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| StartupError::Config(e.to_string()))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| StartupError::Config(e.to_string()))?;
+    let mut sighup =
+        signal(SignalKind::hangup()).map_err(|e| StartupError::Config(e.to_string()))?;
+    sd_notify("READY=1");
+    loop {
+        let started = Instant::now();
+        let message = daemon.run_cycle().await;
+        log::info!(target: "patroni.ha", "{message}");
+        if let Some(reason) = daemon.fatal.take() {
+            // PostgreSQL is left as it is, as Patroni's exit does.
+            return Err(StartupError::Config(reason));
+        }
+        let loop_wait = daemon.cfg.timing.loop_wait;
+        let wait = loop_wait.saturating_sub(started.elapsed());
+        daemon.next_run = epoch_now() + wait.as_secs_f64();
+        daemon.publish();
+        let leader_version = daemon
+            .cluster
+            .as_ref()
+            .and_then(|c| c.leader.as_ref())
+            .and_then(|l| l.version);
+        let dcs = daemon.dcs.clone();
+        let wake = daemon.wake.clone();
+        tokio::select! {
+            _ = dcs.watch(leader_version, wait) => {}
+            _ = wake.notified() => {}
+            _ = sighup.recv() => daemon.reload().await,
+            Some(request) = requests.recv() => match request {
+                Request::Reload => daemon.reload().await,
+            },
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    sd_notify("STOPPING=1");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+impl Daemon {
+    /// Before the first cycle: adopt `/config` from the DCS, or when there
+    /// is none and no cached one, `bootstrap.dcs` (Patroni's
+    /// `load_dynamic_configuration`). Retries every 5 s while the DCS is
+    /// unreachable.
+    async fn load_dynamic_configuration(&mut self) {
+        loop {
+            match self.dcs.get_cluster().await {
+                Ok(cluster) => {
+                    let from_dcs = cluster.config.as_ref().filter(|c| !c.data.is_empty());
+                    let changed = if let Some(config) = from_dcs {
+                        let value = crate::config::Value::from_json(&serde_json::Value::Object(
+                            config.data.clone(),
+                        ));
+                        value
+                            .as_map()
+                            .is_some_and(|m| self.config.set_dynamic_configuration(m))
+                    } else if self.config.dynamic_configuration().is_empty() {
+                        let dcs = self
+                            .config
+                            .get("bootstrap")
+                            .and_then(crate::config::Value::as_map)
+                            .and_then(|b| b.get("dcs"))
+                            .and_then(crate::config::Value::as_map)
+                            .cloned();
+                        dcs.is_some_and(|d| self.config.set_dynamic_configuration(&d))
+                    } else {
+                        false
+                    };
+                    if changed {
+                        log_config_events(&mut self.config);
+                        self.apply_config().await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    log::warn!(target: "patroni", "Can not get cluster from dcs: {e}");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    }
+
+    /// SIGHUP or `POST /reload`: re-read the configuration file.
+    async fn reload(&mut self) {
+        sd_notify("RELOADING=1");
+        match self.config.reload_local_configuration() {
+            Ok(Some(_)) => {
+                log_config_events(&mut self.config);
+                self.apply_config().await;
+                log::info!(target: "patroni.config", "Reloaded configuration");
+            }
+            Ok(None) => {
+                log::info!(target: "patroni.config", "No local configuration items changed.")
+            }
+            Err(e) => {
+                log::error!(target: "patroni.config", "Failed to reload the configuration: {e}")
+            }
+        }
+        sd_notify("READY=1");
+    }
+
+    /// Adopt the current effective configuration.
+    async fn apply_config(&mut self) {
+        match NodeConfig::from_effective(&self.config.effective()) {
+            Ok(cfg) => {
+                self.dcs.set_timing(cfg.timing);
+                let params_changed = cfg.postgresql != self.cfg.postgresql;
+                if let Err(e) = self.pg.set_config(cfg.clone()).await {
+                    log::error!(target: "patroni.config", "{e}");
+                    return;
+                }
+                self.cfg = cfg;
+                if params_changed && self.pg.is_running() {
+                    if let Err(e) = self.rewrite_and_reload().await {
+                        log::error!(target: "patroni.postgresql", "cannot apply the new configuration: {e}");
+                    }
+                }
+            }
+            Err(e) => log::error!(target: "patroni.config", "invalid configuration: {e}"),
+        }
+    }
+}
+
+/// The leader's pause between the shutdown checkpoint and the release of
+/// the key, bounded so that a dead replica cannot hold the stop.
+pub(crate) const SHUTDOWN_REPLICA_WAIT: Duration = Duration::from_secs(5);

@@ -1,0 +1,346 @@
+//! Giving the node a data directory: bootstrap of a new cluster, replica
+//! creation, and `pg_rewind` of a former primary before it follows.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{Map, Value};
+use crate::model::json::compact;
+use crate::model::Cluster;
+use crate::postgres::bootstrap::{
+    append_pg_hba, bootstrap_method, custom_bootstrap, initdb, post_bootstrap, InitdbInput,
+    PgCommands, PostBootstrap,
+};
+use crate::postgres::controldata::ClusterState;
+use crate::postgres::node::abspath;
+use crate::postgres::query::local_conn_params;
+use crate::postgres::replica::{create_replica, remove_data_directory, ReplicaInput};
+use crate::postgres::{format_dsn, Role};
+
+use super::local::{source_for, LocalError};
+use super::Daemon;
+
+fn section<'a>(map: &'a Map, key: &str) -> Option<&'a Map> {
+    map.get(key).and_then(Value::as_map)
+}
+
+impl Daemon {
+    fn pgpass_path(&self) -> PathBuf {
+        let configured = self
+            .cfg
+            .postgresql
+            .get("pgpass")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}/pgpass", self.cfg.home));
+        PathBuf::from(abspath(&self.cfg.cwd, &configured))
+    }
+
+    /// We won the `initialize` race: create the cluster, then publish it.
+    /// A failure gives the race up again and stops the daemon, as Patroni
+    /// does (a half-made cluster must not be joined).
+    pub(super) async fn bootstrap(&mut self, cluster: &Arc<Cluster>) -> Result<(), LocalError> {
+        self.pg.state = "initializing new cluster".to_owned();
+        self.publish();
+        match self.bootstrap_steps(cluster).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                log::error!(target: "patroni.ha", "bootstrap failed: {e}");
+                let _ = self
+                    .pg
+                    .stop(crate::postgres::process::StopMode::Immediate)
+                    .await;
+                log::info!(target: "patroni.ha", "removing initialize key after failed attempt to bootstrap the cluster");
+                if let Err(e) = self.dcs.cancel_initialization().await {
+                    log::error!(target: "patroni.ha", "cannot remove the initialize key: {e}");
+                }
+                if !self.pg.data_directory_empty() {
+                    let _ = remove_data_directory(&self.cfg.data_dir);
+                }
+                self.pg.state = "initdb failed".to_owned();
+                self.fatal = Some("Failed to bootstrap cluster".to_owned());
+                Err(e)
+            }
+        }
+    }
+
+    async fn bootstrap_steps(&mut self, cluster: &Arc<Cluster>) -> Result<(), LocalError> {
+        let bootstrap = section(&self.cfg.effective, "bootstrap")
+            .cloned()
+            .unwrap_or_default();
+        let commands = PgCommands::from_config(&self.cfg.postgresql);
+        let method = bootstrap_method(&bootstrap);
+        let err =
+            |e: crate::postgres::bootstrap::BootstrapError| LocalError::Process(e.to_string());
+        if method == "initdb" {
+            initdb(&InitdbInput {
+                data_dir: &self.cfg.data_dir,
+                commands: &commands,
+                options: bootstrap.get("initdb"),
+                superuser: self.cfg.auth("superuser"),
+                run_as: None,
+            })
+            .await
+            .map_err(err)?;
+            if let Some(lines) = bootstrap.get("pg_hba").and_then(Value::as_seq) {
+                let lines: Vec<String> = lines.iter().map(crate::postgres::pystr::py_str).collect();
+                let parameters = section(&self.cfg.postgresql, "parameters");
+                append_pg_hba(
+                    &self.cfg.data_dir,
+                    &lines,
+                    parameters.is_some_and(|p| p.contains_key("hba_file")),
+                    self.cfg.postgresql.contains_key("pg_hba"),
+                )
+                .map_err(err)?;
+            }
+        } else {
+            self.pg.state = "running custom bootstrap script".to_owned();
+            self.publish();
+            let config = section(&bootstrap, &method).cloned().unwrap_or_default();
+            custom_bootstrap(&method, &config, &self.cfg.scope, &self.cfg.data_dir, None)
+                .await
+                .map_err(err)?;
+        }
+        self.pg.start(Role::Primary, None).await?;
+        let conn = local_conn_params(&self.cfg.postgresql, "heartbeat")
+            .map_err(|e| LocalError::Config(e.to_string()))?;
+        let server_version = self
+            .pg
+            .monitor
+            .server_version()
+            .await
+            .map_err(|e| LocalError::Process(e.to_string()))?;
+        let empty = Map::new();
+        let superuser = self.cfg.auth("superuser").unwrap_or(&empty);
+        post_bootstrap(&PostBootstrap {
+            conn: &conn,
+            superuser,
+            replication: self.cfg.auth("replication").unwrap_or(&empty),
+            rewind: self.cfg.auth("rewind").unwrap_or(superuser),
+            bootstrap: &bootstrap,
+            pgpass: &self.pgpass_path(),
+            server_version: i64::from(server_version),
+            run_as: None,
+        })
+        .await
+        .map_err(err)?;
+        let sysid = self
+            .pg
+            .controldata()
+            .await
+            .and_then(|c| c.system_identifier().map(str::to_owned))
+            .ok_or_else(|| LocalError::Process("cannot read the system identifier".into()))?;
+        self.sysid = Some(sysid.clone());
+        let dcs_err = |e: crate::dcs::DcsError| LocalError::Process(e.to_string());
+        self.dcs.initialize(false, &sysid).await.map_err(dcs_err)?;
+        let dynamic = Value::Map(self.config.dynamic_configuration().clone());
+        if cluster
+            .config
+            .as_ref()
+            .is_none_or(|c| c.modify_version.is_none())
+        {
+            if let Some(json) = dynamic.to_json() {
+                self.dcs
+                    .set_config_value(&compact(&json), None)
+                    .await
+                    .map_err(dcs_err)?;
+            }
+        }
+        if !self
+            .dcs
+            .attempt_to_acquire_leader()
+            .await
+            .map_err(dcs_err)?
+        {
+            return Err(LocalError::Process(
+                "another member took the leader key during bootstrap".into(),
+            ));
+        }
+        self.is_leader = true;
+        self.pg.role = "primary".to_owned();
+        log::info!(target: "patroni.ha", "initialized a new cluster");
+        Ok(())
+    }
+
+    /// Copy a replica from `from` and start it.
+    pub(super) async fn create_replica(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        from: &str,
+    ) -> Result<(), LocalError> {
+        self.pg.state = "creating replica".to_owned();
+        self.publish();
+        let source = source_for(cluster, Some(from));
+        let commands = PgCommands::from_config(&self.cfg.postgresql);
+        let pg_version = self.pg.binary_version().await?;
+        let result = create_replica(&ReplicaInput {
+            data_dir: &self.cfg.data_dir,
+            commands: &commands,
+            scope: &self.cfg.scope,
+            postgresql: &self.cfg.postgresql,
+            methods: None,
+            source: source.as_ref(),
+            replication: self.cfg.auth("replication"),
+            pgpass: &self.pgpass_path(),
+            pg_version,
+            retry_sleep: crate::postgres::replica::BASEBACKUP_RETRY_SLEEP,
+            run_as: None,
+        })
+        .await;
+        match result {
+            Ok(method) => {
+                log::info!(target: "patroni.ha", "replica has been created using {method}");
+                self.sysid = None;
+                let leader = cluster.leader.as_ref().map(|l| l.name.clone());
+                let follow = leader.as_deref().unwrap_or(from);
+                let source = source_for(cluster, Some(follow));
+                self.pg.start(Role::Replica, source.as_ref()).await
+            }
+            Err(e) => {
+                self.pg.state = "stopped".to_owned();
+                Err(LocalError::Process(format!(
+                    "failed to bootstrap from {from}: {e}"
+                )))
+            }
+        }
+    }
+
+    /// No primary, but a method that restores without one (`no_leader`).
+    pub(super) async fn create_replica_without_leader(&mut self) -> Result<(), LocalError> {
+        self.pg.state = "creating replica".to_owned();
+        self.publish();
+        let commands = PgCommands::from_config(&self.cfg.postgresql);
+        let pg_version = self.pg.binary_version().await?;
+        let result = create_replica(&ReplicaInput {
+            data_dir: &self.cfg.data_dir,
+            commands: &commands,
+            scope: &self.cfg.scope,
+            postgresql: &self.cfg.postgresql,
+            methods: None,
+            source: None,
+            replication: self.cfg.auth("replication"),
+            pgpass: &self.pgpass_path(),
+            pg_version,
+            retry_sleep: crate::postgres::replica::BASEBACKUP_RETRY_SLEEP,
+            run_as: None,
+        })
+        .await;
+        match result {
+            Ok(method) => {
+                log::info!(target: "patroni.ha", "replica has been created using {method}");
+                self.sysid = None;
+                self.pg.start(Role::Replica, None).await
+            }
+            Err(e) => {
+                self.pg.state = "stopped".to_owned();
+                Err(LocalError::Process(format!(
+                    "failed to create a replica without a leader: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Single-user mode start and stop, so that a data directory that was
+    /// not shut down cleanly becomes clean (before pg_rewind or a start as
+    /// replica). Archiving is forced on with a failing command so that no
+    /// WAL is archived from a timeline that may be thrown away.
+    pub(super) async fn crash_recovery(&mut self) -> Result<(), LocalError> {
+        self.pg.crash_recovery_started = true;
+        let program = self.cfg.program("postgres");
+        log::info!(target: "patroni.postgresql.rewind", "running single-user crash recovery");
+        for name in ["standby.signal", "recovery.signal", "recovery.conf"] {
+            let path = self.cfg.data_dir.join(name);
+            if path.exists() {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let output = tokio::process::Command::new(&program)
+            .arg("--single")
+            .arg("-D")
+            .arg(&self.cfg.data_dir)
+            .args([
+                "-c",
+                "archive_mode=on",
+                "-c",
+                "archive_command=false",
+                "template1",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| LocalError::Process(format!("cannot run {}: {e}", program.display())))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(LocalError::Process(format!(
+                "crash recovery failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+
+    /// A former primary must be rewound before it can follow: its control
+    /// file says it was not a replica when it stopped.
+    pub(super) async fn needs_rewind(&self) -> bool {
+        if !self.cfg.use_pg_rewind {
+            return false;
+        }
+        matches!(
+            self.pg.controldata().await.and_then(|c| c.cluster_state()),
+            Some(ClusterState::InProduction) | Some(ClusterState::ShutDown)
+        )
+    }
+
+    /// `pg_rewind` from `leader`. On failure the data directory is removed
+    /// when `remove_data_directory_on_rewind_failure` says so (the next
+    /// cycle then copies a new replica).
+    pub(super) async fn rewind(
+        &mut self,
+        cluster: &Cluster,
+        leader: &str,
+    ) -> Result<(), LocalError> {
+        let source = source_for(cluster, Some(leader))
+            .ok_or_else(|| LocalError::Process(format!("no address for {leader}")))?;
+        let auth = self
+            .cfg
+            .auth("rewind")
+            .or_else(|| self.cfg.auth("superuser"))
+            .cloned();
+        let mut kwargs = source.conn_kwargs_with_auth(auth.as_ref());
+        kwargs.set("dbname", Value::Str("postgres".into()));
+        let password = kwargs.remove("password");
+        let major = self.pg.major_version().unwrap_or(150000);
+        let dsn = format_dsn(&kwargs, major);
+        let program = self.cfg.program("pg_rewind");
+        log::info!(target: "patroni.postgresql.rewind", "running pg_rewind from {leader}");
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .arg("-D")
+            .arg(&self.cfg.data_dir)
+            .arg(format!("--source-server={dsn}"))
+            .stdin(std::process::Stdio::null());
+        if let Some(Value::Str(p)) = password {
+            command.env("PGPASSWORD", p);
+        }
+        let output = command
+            .output()
+            .await
+            .map_err(|e| LocalError::Process(format!("cannot run {}: {e}", program.display())))?;
+        if output.status.success() {
+            log::info!(target: "patroni.postgresql.rewind", "pg_rewind finished: {}",
+                String::from_utf8_lossy(&output.stderr).trim());
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        log::error!(target: "patroni.postgresql.rewind", "Failed to rewind from healthy primary: {leader}: {stderr}");
+        if self.cfg.remove_data_directory_on_rewind_failure {
+            log::warn!(target: "patroni.postgresql.rewind", "remove_data_directory_on_rewind_failure is set. removing...");
+            remove_data_directory(&self.cfg.data_dir)
+                .map_err(|e| LocalError::Process(e.to_string()))?;
+            self.sysid = None;
+        }
+        Err(LocalError::Process(format!("pg_rewind failed: {stderr}")))
+    }
+}
