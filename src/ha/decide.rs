@@ -23,6 +23,7 @@
 mod failover;
 mod offline;
 mod running;
+mod stop;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -31,6 +32,7 @@ use super::race::PeerStatus;
 use crate::model::{Cluster, Tags};
 
 pub use failover::is_failover_possible;
+pub use stop::{decide_dcs_error, decide_shutdown};
 
 /// The local PostgreSQL as the executor observed it this cycle.
 ///
@@ -253,6 +255,9 @@ pub enum Action {
     /// Stop PostgreSQL with `immediate` mode and do not start it (its data
     /// directory vanished under it).
     StopImmediately,
+    /// The daemon stops and this node is not the leader: stop PostgreSQL
+    /// in `fast` mode, no checkpoint first, do not start it again.
+    StopFast,
     /// Delete the leader key if it is still ours (compare on our session
     /// or value), then refresh our member key.
     ReleaseLeaderKey,

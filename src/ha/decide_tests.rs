@@ -448,25 +448,42 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
     }
 }
 
-/// Invariants over every combination of the covered inputs: a node
-/// promotes only after the DCS confirmed the lock is its own (acquired, or
-/// refreshed while it was the holder); a nofailover replica never asks for
-/// the lock; a primary that ends a cycle without the lock demotes.
+/// Invariants over every combination of the covered inputs, with and
+/// without a failover key and with a tight lag limit:
+/// - a node promotes only after the DCS confirmed the lock is its own
+///   (acquired, or refreshed while it was the holder);
+/// - without a failover key, no replica takes the lock or promotes past
+///   `maximum_lag_on_failover` (a manual failover skips that check, as
+///   in Patroni, where the leader vetted the candidate's lag);
+/// - a nofailover replica never asks for the lock;
+/// - a primary that ends a cycle without the lock demotes at once,
+///   unless it steps down gracefully for a switchover it still led.
 #[test]
 fn invariants_over_the_input_grid() {
     let peers_ahead = vec![peer(
         "n1",
         json!({"role": "replica", "xlog": {"received_location": 9000, "replayed_location": 9000}}),
     )];
+    let failovers = [
+        None,
+        Some(r#"{"leader":"n1","member":"n2"}"#),
+        Some(r#"{"member":"n3"}"#),
+        Some(r#"{"leader":"n2"}"#),
+    ];
     let mut checked = 0;
     for leader in [None, Some("n2"), Some("n1")] {
-        for is_primary in [false, true] {
-            for nofailover in [false, true] {
-                for refresh in [false, true] {
+        for failover in failovers {
+            for max_lag in [1_048_576, 1000] {
+                for bits in 0..8u8 {
+                    let (is_primary, nofailover, refresh) =
+                        (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
                     for acquire in [false, true] {
                         for (wal, peers) in
                             [(5000, vec![]), (100, vec![]), (5000, peers_ahead.clone())]
                         {
+                            let mut c = cluster(leader);
+                            c.failover =
+                                failover.map(|f| crate::model::Failover::from_node(Some(9), f));
                             let me2 = me("n2", json!({"nofailover": nofailover}));
                             let pg = if is_primary {
                                 LocalPg {
@@ -483,17 +500,26 @@ fn invariants_over_the_input_grid() {
                                 reloaded: cluster(Some("n1")),
                                 ..script()
                             };
-                            let (step, asked) =
-                                cycle(&cluster(leader), &me2, &pg, &HaSettings::default(), &s);
+                            let settings = HaSettings {
+                                maximum_lag_on_failover: max_lag,
+                                ..HaSettings::default()
+                            };
+                            let (step, asked) = cycle(&c, &me2, &pg, &settings, &s);
                             let d = decision(step);
+                            let ctx =
+                                format!("{leader:?} {failover:?} lag={max_lag} {asked:?} {d:?}");
                             let lock_confirmed = (asked.contains(&Query::AcquireLock) && acquire)
                                 || (asked.contains(&Query::RefreshLock)
                                     && refresh
                                     && leader == Some("n2"));
                             if d.actions.contains(&Action::Promote) {
+                                assert!(lock_confirmed, "promoted without the lock: {ctx}");
+                            }
+                            let lagging = c.status.last_lsn - wal > max_lag;
+                            if failover.is_none() && !is_primary && lagging {
                                 assert!(
-                                    lock_confirmed,
-                                    "promoted without the lock: {leader:?} {asked:?} {d:?}"
+                                    !asked.contains(&Query::AcquireLock),
+                                    "a lagging replica raced: {ctx}"
                                 );
                             }
                             // As in Patroni, a running primary whose key lapsed may take
@@ -501,14 +527,20 @@ fn invariants_over_the_input_grid() {
                             if nofailover && leader.is_none() && !is_primary {
                                 assert!(
                                     !asked.contains(&Query::AcquireLock),
-                                    "nofailover raced: {asked:?}"
+                                    "nofailover raced: {ctx}"
                                 );
                             }
                             if is_primary && !lock_confirmed {
                                 assert_eq!(
                                     d.actions,
                                     [Action::Demote(DemoteMode::ImmediateNoLock)],
-                                    "{leader:?} {asked:?} {d:?}"
+                                    "{ctx}"
+                                );
+                            }
+                            if d.actions.contains(&Action::Demote(DemoteMode::Graceful)) {
+                                assert!(
+                                    lock_confirmed && failover.is_some(),
+                                    "graceful demotion without a request: {ctx}"
                                 );
                             }
                             checked += 1;
@@ -518,5 +550,5 @@ fn invariants_over_the_input_grid() {
             }
         }
     }
-    assert_eq!(checked, 3 * 2 * 2 * 2 * 2 * 3);
+    assert_eq!(checked, 3 * 4 * 2 * 8 * 2 * 3);
 }

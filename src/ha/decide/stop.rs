@@ -1,0 +1,75 @@
+//! Two decisions outside the regular cycle: the daemon stopping (Patroni's
+//! `shutdown`) and a cycle whose cluster read failed (Patroni's
+//! `_handle_dcs_error`). Both use the last snapshot the daemon had.
+
+use super::{done, has_lock, Action, Decision, DemoteMode, HaSettings, LocalPg, Me, Step};
+use crate::model::Cluster;
+
+/// What to do when the daemon is asked to stop.
+///
+/// Paused, PostgreSQL keeps running and the leader key stays (the
+/// operator paused to manage PostgreSQL by hand). Otherwise PostgreSQL
+/// stops: the leader with [`DemoteMode::Offline`], which hands the key
+/// over once the replicas have the shutdown checkpoint (and deletes it at
+/// the end in any case), any other node with [`Action::StopFast`]. A
+/// leader whose PostgreSQL already stopped just releases the key.
+///
+/// The message is what Patroni logs at INFO, empty when it logs nothing.
+/// After an [`Action::Exit`] for a replica started without an
+/// `initialize` key, Patroni leaves PostgreSQL alone: the executor must
+/// not call this then.
+pub fn decide_shutdown(
+    cluster: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+) -> Decision {
+    let decision = |actions: Vec<Action>, message: &str| Decision {
+        actions,
+        message: message.to_owned(),
+    };
+    if settings.paused {
+        return decision(
+            vec![],
+            "Leader key is not deleted and Postgresql is not stopped due paused state",
+        );
+    }
+    let leader = has_lock(cluster, me);
+    match (pg.running, leader) {
+        (true, true) => decision(vec![Action::Demote(DemoteMode::Offline)], ""),
+        (true, false) => decision(vec![Action::StopFast], ""),
+        (false, true) => decision(vec![Action::ReleaseLeaderKey], ""),
+        (false, false) => decision(vec![], ""),
+    }
+}
+
+/// The cycle could not read the cluster from the DCS.
+///
+/// A running primary cannot know whether it still holds the key, so it
+/// stops writing: [`DemoteMode::Immediate`] (stop, keep nothing, start
+/// read-only following nobody). Replicas and paused nodes carry on.
+/// Failsafe mode (keep the primary when every member answers) is not
+/// decided here: [`Step::Unsupported`].
+pub fn decide_dcs_error(pg: &LocalPg, settings: &HaSettings) -> Step {
+    let step = if settings.paused || !pg.running || !pg.is_primary {
+        done(vec![], "DCS is not accessible")
+    } else if settings.failsafe_mode {
+        return Step::Unsupported("failsafe mode while the DCS is unreachable".into());
+    } else {
+        done(
+            vec![Action::Demote(DemoteMode::Immediate)],
+            "demoted self because DCS is not accessible and I was a leader",
+        )
+    };
+    match step {
+        Step::Done(mut d) if settings.paused => {
+            d.message.insert_str(0, "PAUSE: ");
+            Step::Done(d)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+#[path = "stop_tests.rs"]
+mod tests;

@@ -1,0 +1,152 @@
+use serde_json::json;
+
+use super::{decide_dcs_error, decide_shutdown};
+use crate::ha::decide::tests::{cluster, me, primary_pg, replica_pg};
+use crate::ha::decide::{Action, Decision, DemoteMode, HaSettings, LocalPg, Step};
+
+fn paused() -> HaSettings {
+    HaSettings {
+        paused: true,
+        ..HaSettings::default()
+    }
+}
+
+fn stopped() -> LocalPg {
+    LocalPg::default()
+}
+
+#[test]
+fn shutdown_table() {
+    let running = HaSettings::default();
+    let rows: Vec<(
+        &str,
+        Option<&str>,
+        &str,
+        LocalPg,
+        HaSettings,
+        Vec<Action>,
+        &str,
+    )> = vec![
+        (
+            "leader hands over",
+            Some("n1"),
+            "n1",
+            primary_pg(),
+            running.clone(),
+            vec![Action::Demote(DemoteMode::Offline)],
+            "",
+        ),
+        (
+            "replica stops",
+            Some("n1"),
+            "n2",
+            replica_pg(5000),
+            running.clone(),
+            vec![Action::StopFast],
+            "",
+        ),
+        (
+            "replica stops without a leader",
+            None,
+            "n2",
+            replica_pg(5000),
+            running.clone(),
+            vec![Action::StopFast],
+            "",
+        ),
+        (
+            "primary without the key only stops",
+            None,
+            "n1",
+            primary_pg(),
+            running.clone(),
+            vec![Action::StopFast],
+            "",
+        ),
+        (
+            "leader with PostgreSQL down releases the key",
+            Some("n1"),
+            "n1",
+            stopped(),
+            running.clone(),
+            vec![Action::ReleaseLeaderKey],
+            "",
+        ),
+        (
+            "nothing to do",
+            Some("n1"),
+            "n2",
+            stopped(),
+            running.clone(),
+            vec![],
+            "",
+        ),
+        (
+            "paused leader leaves everything",
+            Some("n1"),
+            "n1",
+            primary_pg(),
+            paused(),
+            vec![],
+            "Leader key is not deleted and Postgresql is not stopped due paused state",
+        ),
+        (
+            "paused replica leaves everything",
+            Some("n1"),
+            "n2",
+            replica_pg(5000),
+            paused(),
+            vec![],
+            "Leader key is not deleted and Postgresql is not stopped due paused state",
+        ),
+    ];
+    for (name, leader, who, pg, settings, actions, message) in rows {
+        assert_eq!(
+            decide_shutdown(&cluster(leader), &me(who, json!({})), &pg, &settings),
+            Decision {
+                actions,
+                message: message.into()
+            },
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn dcs_error_table() {
+    let done = |actions: Vec<Action>, message: &str| {
+        Step::Done(Decision {
+            actions,
+            message: message.into(),
+        })
+    };
+    assert_eq!(
+        decide_dcs_error(&primary_pg(), &HaSettings::default()),
+        done(
+            vec![Action::Demote(DemoteMode::Immediate)],
+            "demoted self because DCS is not accessible and I was a leader"
+        )
+    );
+    assert_eq!(
+        decide_dcs_error(&replica_pg(5000), &HaSettings::default()),
+        done(vec![], "DCS is not accessible")
+    );
+    assert_eq!(
+        decide_dcs_error(&stopped(), &HaSettings::default()),
+        done(vec![], "DCS is not accessible")
+    );
+    assert_eq!(
+        decide_dcs_error(&primary_pg(), &paused()),
+        done(vec![], "PAUSE: DCS is not accessible")
+    );
+    assert!(matches!(
+        decide_dcs_error(
+            &primary_pg(),
+            &HaSettings {
+                failsafe_mode: true,
+                ..HaSettings::default()
+            }
+        ),
+        Step::Unsupported(_)
+    ));
+}
