@@ -15,18 +15,21 @@ fn stopped() -> LocalPg {
     LocalPg::default()
 }
 
+/// name, leader key holder, this node, PostgreSQL, settings, actions, message.
+type ShutdownRow = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    LocalPg,
+    HaSettings,
+    Vec<Action>,
+    &'static str,
+);
+
 #[test]
 fn shutdown_table() {
     let running = HaSettings::default();
-    let rows: Vec<(
-        &str,
-        Option<&str>,
-        &str,
-        LocalPg,
-        HaSettings,
-        Vec<Action>,
-        &str,
-    )> = vec![
+    let rows: Vec<ShutdownRow> = vec![
         (
             "leader hands over",
             Some("n1"),
