@@ -208,10 +208,13 @@ pub enum DemoteMode {
     /// shutdown checkpoint, release the key (writing the last LSN to
     /// `/status`), then follow the new leader.
     Graceful,
-    /// The daemon shuts down: fast stop, release the key after the
-    /// checkpoint reached the replicas, do not start again.
+    /// Patroni's `offline`, for a DCS that cannot be reached (and, with
+    /// [`Action::ReleaseLeaderKey`] after it, for the daemon stopping):
+    /// fast stop, no checkpoint, nothing released (the DCS is not there
+    /// to take it).
     Offline,
-    /// The DCS is unreachable: stop at once, keep nothing, follow nobody.
+    /// Patroni's `immediate`: stop at once, release the key, then follow
+    /// whoever leads next.
     Immediate,
 }
 

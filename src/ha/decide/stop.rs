@@ -9,10 +9,13 @@ use crate::model::Cluster;
 ///
 /// Paused, PostgreSQL keeps running and the leader key stays (the
 /// operator paused to manage PostgreSQL by hand). Otherwise PostgreSQL
-/// stops: the leader with [`DemoteMode::Offline`], which hands the key
-/// over once the replicas have the shutdown checkpoint (and deletes it at
-/// the end in any case), any other node with [`Action::StopFast`]. A
-/// leader whose PostgreSQL already stopped just releases the key.
+/// stops: the leader with [`DemoteMode::Offline`] (fast stop, not started
+/// again) followed by [`Action::ReleaseLeaderKey`], so a replica takes
+/// over at once instead of after the key's TTL; any other node with
+/// [`Action::StopFast`]. A leader whose PostgreSQL already stopped just
+/// releases the key. (Patroni may release the key a little earlier,
+/// while the postmaster still archives, once a replica has the shutdown
+/// checkpoint; the outcome is the same.)
 ///
 /// The message is what Patroni logs at INFO, empty when it logs nothing.
 /// After an [`Action::Exit`] for a replica started without an
@@ -36,7 +39,13 @@ pub fn decide_shutdown(
     }
     let leader = has_lock(cluster, me);
     match (pg.running, leader) {
-        (true, true) => decision(vec![Action::Demote(DemoteMode::Offline)], ""),
+        (true, true) => decision(
+            vec![
+                Action::Demote(DemoteMode::Offline),
+                Action::ReleaseLeaderKey,
+            ],
+            "",
+        ),
         (true, false) => decision(vec![Action::StopFast], ""),
         (false, true) => decision(vec![Action::ReleaseLeaderKey], ""),
         (false, false) => decision(vec![], ""),
@@ -46,8 +55,8 @@ pub fn decide_shutdown(
 /// The cycle could not read the cluster from the DCS.
 ///
 /// A running primary cannot know whether it still holds the key, so it
-/// stops writing: [`DemoteMode::Immediate`] (stop, keep nothing, start
-/// read-only following nobody). Replicas and paused nodes carry on.
+/// stops writing: [`DemoteMode::Offline`], Patroni's mode for this (fast
+/// stop, nothing released). Replicas and paused nodes carry on.
 /// Failsafe mode (keep the primary when every member answers) is not
 /// decided here: [`Step::Unsupported`].
 pub fn decide_dcs_error(pg: &LocalPg, settings: &HaSettings) -> Step {
@@ -57,7 +66,7 @@ pub fn decide_dcs_error(pg: &LocalPg, settings: &HaSettings) -> Step {
         return Step::Unsupported("failsafe mode while the DCS is unreachable".into());
     } else {
         done(
-            vec![Action::Demote(DemoteMode::Immediate)],
+            vec![Action::Demote(DemoteMode::Offline)],
             "demoted self because DCS is not accessible and I was a leader",
         )
     };

@@ -36,7 +36,10 @@ fn shutdown_table() {
             "n1",
             primary_pg(),
             running.clone(),
-            vec![Action::Demote(DemoteMode::Offline)],
+            vec![
+                Action::Demote(DemoteMode::Offline),
+                Action::ReleaseLeaderKey,
+            ],
             "",
         ),
         (
@@ -126,7 +129,7 @@ fn dcs_error_table() {
     assert_eq!(
         decide_dcs_error(&primary_pg(), &HaSettings::default()),
         done(
-            vec![Action::Demote(DemoteMode::Immediate)],
+            vec![Action::Demote(DemoteMode::Offline)],
             "demoted self because DCS is not accessible and I was a leader"
         )
     );
