@@ -4,6 +4,12 @@ PATRONI_E2E_IMPL selects the daemon under test: unset or `rs` for ours (the
 `patroni` binary, PATRONI_RS_BIN overriding the build path), `python` for
 Python Patroni 4.1.5 from the project venv, which is how these tests were
 validated. Select or skip them with the `e2e` marker (`-m e2e`, `-m "not e2e"`).
+
+    PATRONI_E2E_IMPL=python /opt/patroni-rs/venv/bin/python -m pytest pytests/e2e -q -x -s
+
+runs them against Python Patroni and prints the timings (as root, the nodes
+run as `patroni-rs-test`). On a failure the last lines of every node's logs
+are part of the report.
 """
 from __future__ import annotations
 

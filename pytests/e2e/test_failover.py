@@ -194,7 +194,8 @@ def test_failover_with_nofailover_ahead(cluster: Cluster) -> None:
     # Freeze the candidate's WAL receiver, then end its walsender on the
     # primary: the frozen receiver cannot reconnect, so nothing written from
     # now on reaches the candidate (not even through its socket buffer).
-    receiver = int(new.psql("SELECT pid FROM pg_stat_wal_receiver"))
+    receiver = int(wait_for(lambda: new.psql("SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'"),
+                            15, f"a streaming WAL receiver on {new.name}", check=cluster.check_running))
     os.kill(receiver, signal.SIGSTOP)
     try:
         old.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = '{new.name}'")
@@ -229,5 +230,7 @@ def test_nofailover_never_leads(cluster: Cluster) -> None:
     say(cluster, f"leaders seen: {' -> '.join(cluster.leaders_seen)}")
     assert len(cluster.leaders_seen) >= 4, f"expected three changes of leader, saw {cluster.leaders_seen}"
     assert_not_nofailover_leader(cluster)
-    status = cluster.node(NOFAILOVER).patroni()
+    node = cluster.node(NOFAILOVER)
+    status = node.patroni()
     assert status.get("role") == "replica" and status.get("state") == "running", status
+    assert node.psql("SELECT pg_is_in_recovery()") == "t"
