@@ -20,6 +20,19 @@ pub(super) fn before_running(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Option<Step> {
+    // The leader keeps `initialize` filled: it may have been lost or
+    // never written (a cluster adopted while running).
+    if has_lock(cluster, me)
+        && !sysid_valid(cluster.initialize.as_deref())
+        && facts.initialize_written.is_none()
+    {
+        if let Some(sysid) = pg.sysid.as_deref().filter(|s| sysid_valid(Some(s))) {
+            return Some(Step::Query(Query::WriteInitializeKey {
+                sysid: sysid.to_owned(),
+                create_new: cluster.initialize.is_none(),
+            }));
+        }
+    }
     if pg.start_failed && !pg.running {
         return Some(post_recover(cluster, me));
     }

@@ -184,6 +184,18 @@ fn rows() -> Vec<Row> {
                 Query::WriteInitializeKey { sysid: SYSID.into(), create_new: true },
             ])
             .gives(vec![Action::StartAsReplica { member: None }], "starting as a secondary"),
+        row("the leader restores a lost initialize key", no_initialize(cluster(Some("n1"))), "n1", primary_pg())
+            .asks(vec![
+                Query::WriteInitializeKey { sysid: SYSID.into(), create_new: true },
+                Query::RefreshLock,
+            ])
+            .gives(vec![], "no action. I am (n1), the leader with the lock"),
+        row("the leader overwrites an empty initialize key", with_initialize(cluster(Some("n1")), ""), "n1", primary_pg())
+            .asks(vec![
+                Query::WriteInitializeKey { sysid: SYSID.into(), create_new: false },
+                Query::RefreshLock,
+            ])
+            .gives(vec![], "no action. I am (n1), the leader with the lock"),
         // --- stopped PostgreSQL: recover ---
         row("stopped replica starts following the leader", cluster(Some("n1")), "n2", stopped_pg("replica", "shut down in recovery"))
             .gives(vec![Action::StartAsReplica { member: Some("n1".into()) }], "starting as a secondary"),
