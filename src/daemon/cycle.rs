@@ -192,6 +192,7 @@ impl Daemon {
                 Action::StartAsPrimary => self.start_as_primary().await,
                 Action::CrashRecovery => self.crash_recovery().await,
                 Action::StopImmediately => self.pg.stop(StopMode::Immediate).await.map(|_| ()),
+                Action::StopFast => self.pg.stop(StopMode::Fast).await.map(|_| ()),
                 Action::ReleaseLeaderKey => {
                     self.release_leader_key(None).await;
                     Ok(())
@@ -293,6 +294,11 @@ impl Daemon {
         if !self.pg.is_running() {
             return self.start_as_replica(cluster, member).await;
         }
+        if let Some(leader) = member {
+            if self.running_replica_diverged(cluster) {
+                return self.rewind_running_replica(cluster, leader).await;
+            }
+        }
         let source = source_for(cluster, member);
         if self.pg.follow(source.as_ref()).await? {
             log::info!(target: "patroni.ha", "Changed primary_conninfo to follow {}", member.unwrap_or("nobody"));
@@ -309,7 +315,7 @@ impl Daemon {
             return Ok(());
         }
         if let Some(leader) = member {
-            if self.needs_rewind().await {
+            if self.needs_rewind(cluster).await {
                 self.rewind(cluster, leader).await?;
             }
         }
@@ -415,10 +421,61 @@ impl Daemon {
                 }
             }
         }
+        self.update_cluster_history(&cluster, info.timeline.map(i64::from))
+            .await;
         if status != cluster.status {
             if let Err(e) = self.dcs.write_status(&status.to_node()).await {
                 log::warn!(target: "patroni.ha", "failed to write /status: {e}");
             }
+        }
+    }
+
+    /// Publish the timeline history once per promotion (Patroni's
+    /// `update_cluster_history`).
+    async fn update_cluster_history(&mut self, cluster: &Cluster, timeline: Option<i64>) {
+        let Some(timeline) = timeline else {
+            return;
+        };
+        let lines = cluster
+            .history
+            .as_ref()
+            .map(|h| h.lines.as_slice())
+            .unwrap_or(&[]);
+        let value = if timeline == 1 {
+            if lines.is_empty() {
+                return;
+            }
+            "[]".to_owned()
+        } else {
+            let last = lines.last().and_then(serde_json::Value::as_array);
+            let current = last.is_some_and(|l| {
+                l.len() == 5 && l.first().and_then(serde_json::Value::as_i64) == Some(timeline - 1)
+            });
+            if current {
+                return;
+            }
+            let known = cluster
+                .history
+                .as_ref()
+                .map(|h| h.entries())
+                .unwrap_or_default();
+            let max = self
+                .cfg
+                .effective
+                .get("max_timelines_history")
+                .and_then(|v| crate::config::units::parse_int(v, None))
+                .filter(|m| *m > 0)
+                .map_or(usize::MAX, |m| m as usize);
+            let wal_dir = self.cfg.data_dir.join("pg_wal");
+            match super::history::history_for(&wal_dir, timeline, &self.cfg.name, &known, max) {
+                Some(entries) if !entries.is_empty() => {
+                    crate::model::TimelineHistory::to_node(&entries)
+                }
+                _ => return,
+            }
+        };
+        if let Err(e) = self.dcs.set_history_value(&value).await {
+            log::warn!(target: "patroni.ha", "failed to write /history: {e}");
         }
     }
 

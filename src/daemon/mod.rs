@@ -6,6 +6,7 @@
 //! - [`cycle`]: one HA cycle: observe, ask [`crate::ha::decide`], execute.
 //! - [`peers`]: other members' REST status for the leader race.
 //! - [`slots`]: the primary's physical slots for members.
+//! - [`history`]: the `/history` key and timeline divergence.
 //! - [`commands`]: the REST API's modifying requests.
 //!
 //! The loop runs a cycle, then sleeps until `loop_wait` has passed since
@@ -28,6 +29,7 @@ use crate::model::Cluster;
 
 pub mod commands;
 mod cycle;
+pub mod history;
 pub mod local;
 pub mod node;
 pub mod peers;

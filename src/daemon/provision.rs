@@ -17,6 +17,7 @@ use crate::postgres::query::local_conn_params;
 use crate::postgres::replica::{create_replica, remove_data_directory, ReplicaInput};
 use crate::postgres::{format_dsn, Role};
 
+use super::history::replica_diverged;
 use super::local::{source_for, LocalError};
 use super::Daemon;
 
@@ -281,16 +282,95 @@ impl Daemon {
         }
     }
 
-    /// A former primary must be rewound before it can follow: its control
-    /// file says it was not a replica when it stopped.
-    pub(super) async fn needs_rewind(&self) -> bool {
+    /// A stopped node must be rewound before it follows: it was a primary
+    /// when it stopped (pg_rewind itself then finds out whether anything
+    /// diverged), or it was a replica that replayed past the point where
+    /// the leader's timeline forked off.
+    pub(super) async fn needs_rewind(&self, cluster: &Cluster) -> bool {
         if !self.cfg.use_pg_rewind {
             return false;
         }
-        matches!(
-            self.pg.controldata().await.and_then(|c| c.cluster_state()),
-            Some(ClusterState::InProduction) | Some(ClusterState::ShutDown)
-        )
+        let Some(control) = self.pg.controldata().await else {
+            return false;
+        };
+        match control.cluster_state() {
+            Some(ClusterState::InProduction) | Some(ClusterState::ShutDown) => true,
+            Some(ClusterState::ShutDownInRecovery) | Some(ClusterState::InArchiveRecovery) => {
+                let (timeline, lsn) = match (
+                    control.min_recovery_timeline(),
+                    control.min_recovery_location(),
+                ) {
+                    (Some(t), Some(l)) if t > 0 && l > 0 => (t, l),
+                    _ => match (control.checkpoint_timeline(), control.checkpoint_location()) {
+                        (Some(t), Some(l)) => (t, l),
+                        _ => return false,
+                    },
+                };
+                let history = cluster
+                    .history
+                    .as_ref()
+                    .map(|h| h.entries())
+                    .unwrap_or_default();
+                replica_diverged(&history, timeline, lsn as i64) == Some(true)
+            }
+            _ => false,
+        }
+    }
+
+    /// A running replica replayed past the fork point of the leader's
+    /// timeline: streaming can never resume without a rewind.
+    pub(super) fn running_replica_diverged(&self, cluster: &Cluster) -> bool {
+        let Some(info) = self.pg.last_info.as_ref().filter(|i| i.is_in_recovery) else {
+            return false;
+        };
+        let (Some(timeline), Some(lsn)) = (info.received_tli, info.replay_lsn) else {
+            return false;
+        };
+        let history = cluster
+            .history
+            .as_ref()
+            .map(|h| h.entries())
+            .unwrap_or_default();
+        let leader_timeline = history.iter().map(|e| e.timeline + 1).max().unwrap_or(1);
+        i64::from(timeline) < leader_timeline
+            && replica_diverged(&history, i64::from(timeline), lsn) == Some(true)
+    }
+
+    /// Stop the diverged replica, rewind it from `leader` (or remove its
+    /// data when only `remove_data_directory_on_diverged_timelines`
+    /// allows a fix), and start it again.
+    pub(super) async fn rewind_running_replica(
+        &mut self,
+        cluster: &Cluster,
+        leader: &str,
+    ) -> Result<(), LocalError> {
+        if self.cfg.use_pg_rewind {
+            log::info!(target: "patroni.ha", "replica diverged from the timeline of {leader}: rewinding");
+            self.pg
+                .stop(crate::postgres::process::StopMode::Fast)
+                .await?;
+            self.rewind(cluster, leader).await?;
+            let source = source_for(cluster, Some(leader));
+            return self.pg.start(Role::Replica, source.as_ref()).await;
+        }
+        let remove = self
+            .cfg
+            .postgresql
+            .get("remove_data_directory_on_diverged_timelines")
+            .and_then(crate::config::units::parse_bool)
+            .unwrap_or(false);
+        if remove {
+            log::warn!(target: "patroni.ha", "replica diverged from {leader}: removing the data directory");
+            self.pg
+                .stop(crate::postgres::process::StopMode::Fast)
+                .await?;
+            remove_data_directory(&self.cfg.data_dir)
+                .map_err(|e| LocalError::Process(e.to_string()))?;
+            self.sysid = None;
+            return Ok(());
+        }
+        log::warn!(target: "patroni.ha", "replica diverged from {leader} and neither use_pg_rewind nor remove_data_directory_on_diverged_timelines is set");
+        Ok(())
     }
 
     /// `pg_rewind` from `leader`. On failure the data directory is removed
