@@ -7,7 +7,11 @@
 //! outcome, so every decision is tested on its output with no mocks.
 //!
 //! - [`race`]: the leader race (Patroni's `_is_healthiest_node`).
-//! - [`decide`]: one cycle's decision as a conversation with the executor.
+//! - [`decide`]: one cycle's decision as a conversation with the executor
+//!   (bootstrap, replica creation, recovery of a stopped PostgreSQL, the
+//!   leader key, manual failover and switchover, pause mode), plus the
+//!   daemon's stop ([`decide::decide_shutdown`]) and a cycle without the
+//!   DCS ([`decide::decide_dcs_error`]).
 
 pub mod decide;
 pub mod race;
