@@ -392,12 +392,14 @@ class Node:
         return pid if process_alive(pid) else None
 
     def stop(self, timeout: float = 30) -> Optional[int]:
-        """SIGTERM to the daemon's process group (a clean shutdown), then
-        SIGKILL if it is still there after `timeout`. Returns the exit status."""
+        """SIGTERM to the daemon alone, as a service manager stopping it
+        would (Patroni's systemd unit uses KillMode=process): the daemon
+        shuts its PostgreSQL down itself. SIGKILL to its whole process group
+        if it is still there after `timeout`. Returns the exit status."""
         self.expected_running = False
         if self.proc is None:
             return None
-        killpg_quietly(self.proc.pid, signal.SIGTERM)
+        kill_quietly(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
