@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::config::Value;
 use crate::dcs::DcsError;
-use crate::ha::decide::{decide, Action, DemoteMode, Facts, LocalPg, Me, Query, Step};
+use crate::ha::decide::{
+    decide, decide_dcs_error, decide_shutdown, Action, DemoteMode, Facts, LocalPg, Me, Query, Step,
+};
 use crate::model::{Cluster, MemberStatus, Status, WalStatus};
 use crate::postgres::process::StopMode;
 use crate::postgres::Role;
@@ -194,7 +196,10 @@ impl Daemon {
                 Action::StopImmediately => self.pg.stop(StopMode::Immediate).await.map(|_| ()),
                 Action::StopFast => self.pg.stop(StopMode::Fast).await.map(|_| ()),
                 Action::ReleaseLeaderKey => {
-                    self.release_leader_key(None).await;
+                    let lsn = self.last_known_lsn().await;
+                    self.release_leader_key(lsn).await;
+                    let pg = self.pg.observe(self.sysid.clone()).await;
+                    self.touch_member(&pg).await;
                     Ok(())
                 }
                 Action::Exit { reason } => {
@@ -250,7 +255,12 @@ impl Daemon {
         self.is_leader = false;
         self.pg.role = "demoted".to_owned();
         if offline {
-            return Ok(());
+            // Patroni's `offline` demotion restarts read-only with nobody
+            // to follow (the DCS is gone), unless the daemon is stopping.
+            if self.stopping {
+                return Ok(());
+            }
+            return self.start_as_replica(&Cluster::default(), None).await;
         }
         // Start again as a replica of whoever leads now (nobody yet after a
         // release: the next cycle points it at the new leader).
@@ -262,6 +272,19 @@ impl Daemon {
             .filter(|l| *l != self.cfg.name);
         let cluster = fresh.unwrap_or_default();
         self.start_as_replica(&cluster, leader.as_deref()).await
+    }
+
+    /// Our last WAL position: the shutdown checkpoint of a stopped
+    /// PostgreSQL, else the last flush position seen.
+    async fn last_known_lsn(&mut self) -> Option<i64> {
+        if self.pg.is_running() {
+            return self.pg.last_info.as_ref().and_then(|i| i.wal_flush_lsn);
+        }
+        self.pg
+            .controldata()
+            .await
+            .and_then(|c| c.checkpoint_location())
+            .and_then(|l| i64::try_from(l).ok())
     }
 
     /// Write our last position to `/status`, then delete the leader key if
@@ -371,15 +394,21 @@ impl Daemon {
     async fn dcs_unreachable(&mut self, e: DcsError) -> String {
         log::error!(target: "patroni.ha", "Error communicating with DCS: {e}");
         self.cluster_valid = false;
-        let was_leader = self.is_leader;
         self.is_leader = false;
-        if was_leader && self.pg.is_running() {
-            if let Err(e) = self.demote(DemoteMode::Offline).await {
-                log::error!(target: "patroni.ha", "demote failed: {e}");
+        let pg = self.pg.observe(self.sysid.clone()).await;
+        match decide_dcs_error(&pg, &self.cfg.ha) {
+            Step::Done(decision) => {
+                let cluster = Arc::new(Cluster::default());
+                match self.execute(&decision.actions, &cluster).await {
+                    Ok(()) => decision.message,
+                    Err(m) => m,
+                }
             }
-            return "demoting self because DCS is not accessible and I was a leader".to_owned();
+            Step::Unsupported(what) => {
+                format!("no action: {what} is not handled by patroni-rs yet")
+            }
+            Step::Query(q) => format!("unexpected question without a DCS: {q:?}"),
         }
-        "DCS is not accessible".to_owned()
     }
 
     /// What the leader does each cycle besides holding the key: member
@@ -518,27 +547,18 @@ impl Daemon {
     /// SIGTERM/SIGINT: stop PostgreSQL; a leader releases the key once the
     /// replicas have received everything up to the shutdown checkpoint.
     pub(super) async fn shutdown(&mut self) {
-        if self.cfg.ha.paused {
-            log::info!(target: "patroni.ha", "Leader key is not deleted and Postgresql is not stopped due paused state");
-            return;
+        self.stopping = true;
+        let pg = self.pg.observe(self.sysid.clone()).await;
+        let cluster = self.cluster.clone().unwrap_or_default();
+        let decision = decide_shutdown(&cluster, &self.me(), &pg, &self.cfg.ha);
+        if !decision.message.is_empty() {
+            log::info!(target: "patroni.ha", "{}", decision.message);
         }
-        let was_leader = self.is_leader;
-        if was_leader {
+        if decision.actions.contains(&Action::ReleaseLeaderKey) && pg.running {
             self.wait_for_replicas_to_catch_up().await;
         }
-        let last = self.pg.last_info.as_ref().and_then(|i| i.wal_flush_lsn);
-        if let Err(e) = self.pg.stop(StopMode::Fast).await {
-            log::error!(target: "patroni.postgresql", "failed to stop PostgreSQL: {e}");
-            return;
-        }
-        if was_leader {
-            let checkpoint = self
-                .pg
-                .controldata()
-                .await
-                .and_then(|c| c.checkpoint_location())
-                .map(|l| l as i64);
-            self.release_leader_key(checkpoint.or(last)).await;
+        if let Err(e) = self.execute(&decision.actions, &cluster).await {
+            log::error!(target: "patroni.ha", "shutdown: {e}");
         }
         self.publish();
     }

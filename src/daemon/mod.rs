@@ -67,6 +67,8 @@ pub struct Daemon {
     /// Set when the node cannot go on (a failed bootstrap): the daemon
     /// stops with this message.
     fatal: Option<String>,
+    /// The daemon is stopping: nothing is started again.
+    stopping: bool,
 }
 
 /// Why the daemon could not start.
@@ -253,6 +255,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         sysid: None,
         next_run: 0.0,
         fatal: None,
+        stopping: false,
     };
     daemon.load_dynamic_configuration().await;
     daemon.publish();
