@@ -20,6 +20,7 @@ use crate::postgres::process::{controldata, Postmaster, StartOptions, StopMode, 
 use crate::postgres::query::{local_conn_params, ClusterInfo, MonitorOptions, PgMonitor};
 use crate::postgres::{render_node, NodeInput, ReplicationSource, Role, SignalFile};
 
+use super::callbacks::{CallbackAction, Callbacks};
 use super::node::NodeConfig;
 
 /// Why an operation on the local PostgreSQL failed.
@@ -66,6 +67,12 @@ pub struct LocalPostgres {
     pub start_failed: bool,
     /// A cycle finished with PostgreSQL running under this daemon.
     pub seen_running: bool,
+    callbacks: Callbacks,
+    /// A start, stop or role change callback was due once (Patroni's
+    /// `cb_called`): a later start as replica is a role change.
+    cb_called: bool,
+    /// Bootstrap in progress: no callbacks until it is done.
+    pub bootstrapping: bool,
 }
 
 /// The server version number of a `postgres --version` line.
@@ -106,6 +113,9 @@ impl LocalPostgres {
             crash_recovery_started: false,
             start_failed: false,
             seen_running: false,
+            callbacks: Callbacks::default(),
+            cb_called: false,
+            bootstrapping: false,
         })
     }
 
@@ -199,6 +209,26 @@ impl LocalPostgres {
 
     pub fn postmaster_pid(&self) -> Option<i32> {
         self.postmaster.as_ref().map(Postmaster::pid)
+    }
+
+    /// Run a `postgresql.callbacks` command for the current role.
+    pub fn callback(&mut self, action: CallbackAction) {
+        if self.bootstrapping {
+            return;
+        }
+        if action != CallbackAction::OnReload {
+            self.cb_called = true;
+        }
+        let callbacks = self
+            .cfg
+            .postgresql
+            .get("callbacks")
+            .and_then(Value::as_map)
+            .cloned();
+        let role = self.role.clone();
+        let scope = self.cfg.scope.clone();
+        self.callbacks
+            .call(callbacks.as_ref(), action, &role, &scope);
     }
 
     /// Observe PostgreSQL for this cycle.
@@ -380,6 +410,10 @@ impl LocalPostgres {
         }
         self.write_files(role, source).await?;
         self.following = source.map(|s| s.name.clone());
+        // Starting a former primary as a replica is a role change.
+        let role_change = self.cb_called
+            && role != Role::Primary
+            && matches!(self.role.as_str(), "primary" | "demoted" | "promoted");
         self.state = "starting".to_owned();
         self.role = match role {
             Role::Primary => "primary",
@@ -395,6 +429,11 @@ impl LocalPostgres {
             Ok(pm) => {
                 self.postmaster = Some(pm);
                 self.state = "running".to_owned();
+                self.callback(if role_change {
+                    CallbackAction::OnRoleChange
+                } else {
+                    CallbackAction::OnStart
+                });
                 Ok(())
             }
             Err(e) => {
@@ -420,6 +459,7 @@ impl LocalPostgres {
                 self.postmaster = None;
                 self.state = "stopped".to_owned();
                 self.last_info = None;
+                self.callback(CallbackAction::OnStop);
                 Ok(outcome)
             }
             Err(e) => {
@@ -441,6 +481,7 @@ impl LocalPostgres {
             .map_err(|e| LocalError::Process(e.to_string()))?;
         self.role = "promoted".to_owned();
         self.following = None;
+        self.callback(CallbackAction::OnRoleChange);
         Ok(())
     }
 
@@ -463,7 +504,12 @@ impl LocalPostgres {
     /// Reload the configuration files into the running postmaster.
     pub fn reload(&mut self) -> Result<(), LocalError> {
         match self.postmaster.as_mut() {
-            Some(pm) => pm.reload().map_err(|e| LocalError::Process(e.to_string())),
+            Some(pm) => {
+                pm.reload()
+                    .map_err(|e| LocalError::Process(e.to_string()))?;
+                self.callback(CallbackAction::OnReload);
+                Ok(())
+            }
             None => Ok(()),
         }
     }

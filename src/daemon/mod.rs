@@ -8,6 +8,7 @@
 //! - [`slots`]: the primary's physical slots for members.
 //! - [`history`]: the `/history` key and timeline divergence.
 //! - [`commands`]: the REST API's modifying requests.
+//! - [`callbacks`]: `postgresql.callbacks` commands.
 //!
 //! The loop runs a cycle, then sleeps until `loop_wait` has passed since
 //! the cycle began, a DCS watch event (the leader key changed), a REST
@@ -27,6 +28,7 @@ use crate::config::Map;
 use crate::dcs::Dcs;
 use crate::model::Cluster;
 
+pub mod callbacks;
 pub mod commands;
 mod cycle;
 pub mod history;

@@ -44,8 +44,14 @@ impl Daemon {
     pub(super) async fn bootstrap(&mut self, cluster: &Arc<Cluster>) -> Result<(), LocalError> {
         self.pg.state = "initializing new cluster".to_owned();
         self.publish();
-        match self.bootstrap_steps(cluster).await {
-            Ok(()) => Ok(()),
+        self.pg.bootstrapping = true;
+        let result = self.bootstrap_steps(cluster).await;
+        self.pg.bootstrapping = false;
+        match result {
+            Ok(()) => {
+                self.pg.callback(super::callbacks::CallbackAction::OnStart);
+                Ok(())
+            }
             Err(e) => {
                 log::error!(target: "patroni.ha", "bootstrap failed: {e}");
                 let _ = self
