@@ -128,6 +128,8 @@ def test_clean_stop_hands_over(cluster: Cluster) -> None:
              f"{new.name} to lead after {old.name} stopped", check=cluster.check_running)
     say(cluster, f"clean handover {old.name} -> {new.name}: {time.monotonic() - started:.1f}s")
     assert status == 0, f"{old.name} exited with {status} on SIGTERM"
+    # A daemon that exits must not leave its primary running beside the new one.
+    assert old.postmaster_pid() is None, f"{old.name}'s PostgreSQL still runs after its daemon stopped"
     assert_not_nofailover_leader(cluster)
 
     cluster.rows += insert_rows(new, 201, 250)
