@@ -185,6 +185,39 @@ pub fn exception(target: &str, msg: &str, err: &dyn std::error::Error) {
     shared.submit(rec);
 }
 
+/// Patroni's `logger.critical(msg)` / `logger.fatal(msg)`: the `log` crate
+/// stops at ERROR, but some lines must carry the CRITICAL level name
+/// because tools match on it (the acceptance suite reads the level at a
+/// fixed column, e.g. for "Can't start; there is already a node named ...").
+/// Callers that exit right after should flush with `log::logger().flush()`.
+///
+/// Does nothing before [`init`].
+#[track_caller]
+pub fn critical(target: &str, msg: &str) {
+    if let Some(shared) = GLOBAL.get() {
+        submit_critical(shared, target, msg, std::panic::Location::caller());
+    }
+}
+
+fn submit_critical(
+    shared: &pipeline::Shared,
+    target: &str,
+    msg: &str,
+    caller: &std::panic::Location<'_>,
+) {
+    let name = logger_name(target);
+    if shared.enabled(&name, record::CRITICAL) {
+        let rec = Record::now(
+            &name,
+            record::CRITICAL,
+            msg.to_owned(),
+            caller.file(),
+            caller.line().into(),
+        );
+        shared.submit(rec);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +279,28 @@ mod tests {
             "DEBUG patroni.dcs.etcd3 shown\nINFO patroni.ha info\n\
              {\"levelname\": \"WARNING\", \"message\": \"after \\\"reload\\\"\"}\n"
         );
+    }
+
+    #[test]
+    fn critical_lines_carry_the_critical_level_name_at_patronis_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(dir.path(), &[]);
+        // The acceptance suite's format; it reads the level at column 24.
+        s.format = FormatSpec::Text(
+            "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d]: %(message)s".into(),
+        );
+        s.loggers = vec![("patroni.quiet".to_owned(), 60)];
+        let handle = LoggerHandle::start(&s).expect("start");
+        let here = std::panic::Location::caller();
+        submit_critical(&handle.shared(), "patroni::main", "Can't start", here);
+        submit_critical(&handle.shared(), "patroni.quiet", "filtered", here);
+        handle.shutdown();
+        let text = std::fs::read_to_string(dir.path().join("patroni.log")).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(&lines[0][24..32], "CRITICAL", "{}", lines[0]);
+        assert!(lines[0].ends_with("]: Can't start"), "{}", lines[0]);
+        assert!(lines[0].contains(&format!("mod.rs:{}]", here.line())), "{}", lines[0]);
     }
 
     #[derive(Debug)]
