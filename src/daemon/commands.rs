@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::api::commands::ApiCommands;
 use crate::dcs::Dcs;
 use crate::model::{Cluster, Failover, Member};
 
-use super::{peers, Request};
+use super::peers;
+use super::requests::Request;
 
 pub struct DaemonCommands {
     pub dcs: Arc<dyn Dcs>,
@@ -22,6 +23,18 @@ pub struct DaemonCommands {
 }
 
 const NOT_SUPPORTED: &str = "not supported by patroni-rs yet";
+
+/// The HA loop ended (the daemon is stopping).
+const LOOP_GONE: &str = "the HA loop is not running";
+
+impl DaemonCommands {
+    /// Hand a request to the HA loop.
+    fn ask(&self, request: Request) -> Result<(), String> {
+        self.requests
+            .send(request)
+            .map_err(|_| LOOP_GONE.to_owned())
+    }
+}
 
 #[async_trait]
 impl ApiCommands for DaemonCommands {
@@ -37,20 +50,40 @@ impl ApiCommands for DaemonCommands {
         let _ = self.requests.send(Request::Reload);
     }
 
-    async fn restart(&self, _request: &Map<String, Value>) -> Result<(bool, String), String> {
-        Ok((false, format!("restart is {NOT_SUPPORTED}")))
+    async fn restart(&self, request: &Map<String, Value>) -> Result<(bool, String), String> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::Restart {
+            data: request.clone(),
+            reply,
+        })?;
+        answer.await.map_err(|_| LOOP_GONE.to_owned())
     }
 
-    async fn schedule_restart(&self, _request: &Map<String, Value>) -> bool {
-        false
+    async fn schedule_restart(&self, request: &Map<String, Value>) -> bool {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::ScheduleRestart {
+            data: request.clone(),
+            reply,
+        })
+        .is_ok()
+            && answer.await.unwrap_or(false)
     }
 
     async fn delete_scheduled_restart(&self) -> bool {
-        false
+        let (reply, answer) = oneshot::channel();
+        self.ask(Request::DeleteScheduledRestart { reply }).is_ok() && answer.await.unwrap_or(false)
     }
 
-    async fn reinitialize(&self, _force: bool, _from_leader: bool) -> Option<String> {
-        Some(format!("reinitialize is {NOT_SUPPORTED}"))
+    async fn reinitialize(&self, force: bool, from_leader: bool) -> Option<String> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(e) = self.ask(Request::Reinitialize {
+            force,
+            from_leader,
+            reply,
+        }) {
+            return Some(e);
+        }
+        answer.await.unwrap_or_else(|_| Some(LOOP_GONE.to_owned()))
     }
 
     async fn manual_failover(

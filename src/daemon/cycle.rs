@@ -29,7 +29,7 @@ impl Daemon {
     }
 
     /// Read the cluster; on success adopt a changed dynamic configuration.
-    async fn load_cluster(&mut self) -> Result<Arc<Cluster>, DcsError> {
+    pub(super) async fn load_cluster(&mut self) -> Result<Arc<Cluster>, DcsError> {
         let cluster = Arc::new(self.dcs.get_cluster().await?);
         self.cluster = Some(cluster.clone());
         self.cluster_valid = true;
@@ -64,6 +64,11 @@ impl Daemon {
                 .controldata()
                 .await
                 .and_then(|c| c.system_identifier().map(str::to_owned));
+        }
+        if self.pg.is_running() && !self.cfg.ha.paused {
+            if let Some(message) = self.run_scheduled_restart().await {
+                log::info!(target: "patroni.ha", "{message}");
+            }
         }
         let pg = self.pg.observe(self.sysid.clone()).await;
         self.pg.start_failed = false;
@@ -532,6 +537,7 @@ impl Daemon {
             tags: crate::model::Tags(&self.cfg.tags).filtered(),
             wal,
             timeline: pg.timeline,
+            scheduled_restart: self.scheduled_restart_view(),
             ..MemberStatus::default()
         };
         let cluster = self.cluster.clone();

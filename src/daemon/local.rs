@@ -71,8 +71,9 @@ pub struct LocalPostgres {
     /// A start, stop or role change callback was due once (Patroni's
     /// `cb_called`): a later start as replica is a role change.
     cb_called: bool,
-    /// Bootstrap in progress: no callbacks until it is done.
-    pub bootstrapping: bool,
+    /// No callbacks now (a bootstrap, or a restart that reports
+    /// `on_restart` alone).
+    pub block_callbacks: bool,
 }
 
 /// The server version number of a `postgres --version` line.
@@ -115,7 +116,7 @@ impl LocalPostgres {
             seen_running: false,
             callbacks: Callbacks::default(),
             cb_called: false,
-            bootstrapping: false,
+            block_callbacks: false,
         })
     }
 
@@ -213,7 +214,7 @@ impl LocalPostgres {
 
     /// Run a `postgresql.callbacks` command for the current role.
     pub fn callback(&mut self, action: CallbackAction) {
-        if self.bootstrapping {
+        if self.block_callbacks {
             return;
         }
         if action != CallbackAction::OnReload {

@@ -36,16 +36,11 @@ pub mod local;
 pub mod node;
 pub mod peers;
 mod provision;
+pub mod requests;
 pub mod slots;
 
 use local::LocalPostgres;
 use node::NodeConfig;
-
-/// Requests from the REST API that the loop carries out.
-#[derive(Debug)]
-pub enum Request {
-    Reload,
-}
 
 /// Everything the HA loop owns.
 pub struct Daemon {
@@ -71,6 +66,9 @@ pub struct Daemon {
     fatal: Option<String>,
     /// The daemon is stopping: nothing is started again.
     stopping: bool,
+    /// `POST /restart` with a `schedule`: the request, plus the
+    /// postmaster start time it was accepted at.
+    scheduled_restart: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Why the daemon could not start.
@@ -151,12 +149,23 @@ impl Daemon {
         s.dcs_last_seen = self.dcs_last_seen;
         s.database_system_identifier = self.sysid.clone();
         s.next_run = self.next_run;
+        s.scheduled_restart = self.scheduled_restart_view();
         s.global_config = self
             .cluster
             .as_ref()
             .and_then(|c| c.config.as_ref())
             .map(|c| Arc::new(c.data.clone()));
         self.publisher.publish(s);
+    }
+}
+
+impl Daemon {
+    /// The scheduled restart as shown in the member key and REST status:
+    /// everything but the start time it was accepted at.
+    fn scheduled_restart_view(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let mut view = self.scheduled_restart.clone()?;
+        view.remove("postmaster_start_time");
+        Some(view)
     }
 }
 
@@ -258,6 +267,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         next_run: 0.0,
         fatal: None,
         stopping: false,
+        scheduled_restart: None,
     };
     daemon.load_dynamic_configuration().await;
     daemon.publish();
@@ -281,10 +291,13 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         let wait = loop_wait.saturating_sub(started.elapsed());
         daemon.next_run = epoch_now() + wait.as_secs_f64();
         daemon.publish();
+        // Only a member that follows someone watches the leader key: the
+        // holder's own refresh would wake it at once (Patroni's `Ha.watch`).
         let leader_version = daemon
             .cluster
             .as_ref()
             .and_then(|c| c.leader.as_ref())
+            .filter(|l| l.name != daemon.cfg.name && !daemon.is_leader)
             .and_then(|l| l.version);
         let dcs = daemon.dcs.clone();
         let wake = daemon.wake.clone();
@@ -292,9 +305,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
             _ = dcs.watch(leader_version, wait) => {}
             _ = wake.notified() => {}
             _ = sighup.recv() => daemon.reload().await,
-            Some(request) = requests.recv() => match request {
-                Request::Reload => daemon.reload().await,
-            },
+            Some(request) = requests.recv() => daemon.handle_request(request).await,
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }

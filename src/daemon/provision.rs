@@ -44,9 +44,9 @@ impl Daemon {
     pub(super) async fn bootstrap(&mut self, cluster: &Arc<Cluster>) -> Result<(), LocalError> {
         self.pg.state = "initializing new cluster".to_owned();
         self.publish();
-        self.pg.bootstrapping = true;
+        self.pg.block_callbacks = true;
         let result = self.bootstrap_steps(cluster).await;
-        self.pg.bootstrapping = false;
+        self.pg.block_callbacks = false;
         match result {
             Ok(()) => {
                 self.pg.callback(super::callbacks::CallbackAction::OnStart);
