@@ -300,7 +300,11 @@ mod tests {
         assert_eq!(lines.len(), 1, "{text}");
         assert_eq!(&lines[0][24..32], "CRITICAL", "{}", lines[0]);
         assert!(lines[0].ends_with("]: Can't start"), "{}", lines[0]);
-        assert!(lines[0].contains(&format!("mod.rs:{}]", here.line())), "{}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("mod.rs:{}]", here.line())),
+            "{}",
+            lines[0]
+        );
     }
 
     #[derive(Debug)]

@@ -29,12 +29,15 @@
 //! - An unknown `verify_client` value is logged and treated as `none`, like
 //!   Python.
 
+mod self_signed;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 
@@ -217,21 +220,7 @@ fn build(o: &TlsOptions) -> Result<Loaded, TlsError> {
                         .into(),
                 )
             })?;
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs(cafile)? {
-                roots.add(cert).map_err(|e| {
-                    TlsError(format!("bad CA certificate in {}: {e}", cafile.display()))
-                })?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if mode == VerifyClient::Optional {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            let verifier = verifier
-                .build()
-                .map_err(|e| TlsError(format!("CA file {}: {e}", cafile.display())))?;
+            let verifier = client_verifier(cafile, mode, provider)?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -249,6 +238,36 @@ fn build(o: &TlsOptions) -> Result<Loaded, TlsError> {
         verify_client: o.verify_client,
         leaf,
     })
+}
+
+/// The client certificate check for `verify_client: optional|required`:
+/// webpki against the certificates of `cafile`, plus OpenSSL's acceptance
+/// of a client certificate that is itself one of them (see
+/// [`self_signed`]).
+fn client_verifier(
+    cafile: &Path,
+    mode: VerifyClient,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let anchors = read_certs(cafile)?;
+    let mut roots = RootCertStore::empty();
+    for cert in &anchors {
+        roots
+            .add(cert.clone())
+            .map_err(|e| TlsError(format!("bad CA certificate in {}: {e}", cafile.display())))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let verifier = if mode == VerifyClient::Optional {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    };
+    let verifier = verifier
+        .build()
+        .map_err(|e| TlsError(format!("CA file {}: {e}", cafile.display())))?;
+    Ok(Arc::new(self_signed::TrustedSelfSigned::new(
+        verifier, anchors,
+    )))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
