@@ -11,14 +11,12 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::{run_command, shlex, BootstrapError, LOG_TARGET};
 use crate::config::{Map, Value};
 use crate::postgres::process::RunAs;
 use crate::postgres::pystr::py_str;
-use crate::postgres::query::params::DEFAULT_SOCKET_DIRS;
 use crate::postgres::query::ConnParams;
 use crate::postgres::recovery::{format_dsn, pgpass_content};
 
@@ -155,39 +153,8 @@ async fn create_or_update_role(
 }
 
 fn client_config(params: &ConnParams) -> Result<Config, BootstrapError> {
-    let mut config = Config::new();
-    match &params.host {
-        Some(h) => {
-            config.host(h);
-        }
-        None => {
-            for dir in DEFAULT_SOCKET_DIRS {
-                config.host_path(dir);
-            }
-        }
-    }
-    config
-        .port(params.port)
-        .dbname(&params.dbname)
-        .application_name(&params.application_name)
-        .options(&params.options)
-        .connect_timeout(params.connect_timeout);
-    if let Some(user) = &params.user {
-        config.user(user);
-    }
-    if let Some(password) = &params.password {
-        config.password(password);
-    }
-    match params.sslmode() {
-        None | Some("prefer") | Some("allow") => config.ssl_mode(SslMode::Prefer),
-        Some("disable") => config.ssl_mode(SslMode::Disable),
-        Some(other) => {
-            return Err(BootstrapError::Connect(format!(
-                "sslmode={other} is configured, but the local connection has no TLS support"
-            )))
-        }
-    };
-    Ok(config)
+    crate::postgres::query::client_config(params)
+        .map_err(|e| BootstrapError::Connect(e.to_string()))
 }
 
 async fn connect(params: &ConnParams) -> Result<Client, BootstrapError> {

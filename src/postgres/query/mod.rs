@@ -217,7 +217,7 @@ fn decode_row(row: &Row) -> Result<ClusterInfo, QueryError> {
 }
 
 /// The client configuration for `params`.
-fn client_config(params: &ConnParams) -> Result<Config, QueryError> {
+pub(crate) fn client_config(params: &ConnParams) -> Result<Config, QueryError> {
     let mut config = Config::new();
     match &params.host {
         Some(h) => {
@@ -241,7 +241,7 @@ fn client_config(params: &ConnParams) -> Result<Config, QueryError> {
     if let Some(password) = &params.password {
         config.password(password);
     }
-    match params.sslmode() {
+    match params.effective_sslmode() {
         None | Some("prefer") | Some("allow") => {
             config.ssl_mode(SslMode::Prefer);
         }
@@ -487,6 +487,16 @@ mod tests {
         for mode in [None, Some("disable"), Some("prefer"), Some("allow")] {
             assert!(client_config(&params_for("127.0.0.1:5432", mode)).is_ok());
         }
+    }
+
+    #[test]
+    fn sslmode_is_ignored_on_a_socket() {
+        let mut params = params_for("127.0.0.1:5432", Some("verify-ca"));
+        assert!(client_config(&params).is_err());
+        params.host = Some("/tmp".to_owned());
+        assert!(client_config(&params).is_ok());
+        params.host = None;
+        assert!(client_config(&params).is_ok());
     }
 
     #[test]

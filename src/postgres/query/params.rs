@@ -88,6 +88,17 @@ impl ConnParams {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `sslmode` that applies: none over a Unix-domain socket, where
+    /// libpq ignores it (Patroni's local connections with `use_unix_socket`
+    /// keep the superuser's `sslmode: verify-ca` and still work).
+    pub fn effective_sslmode(&self) -> Option<&str> {
+        match &self.host {
+            None => None,
+            Some(h) if h.starts_with('/') || h.starts_with('@') => None,
+            Some(_) => self.sslmode(),
+        }
+    }
+
     /// Replaces the statement timeout in `options`.
     pub fn with_statement_timeout(mut self, millis: u64) -> ConnParams {
         self.options = options_for(millis);
