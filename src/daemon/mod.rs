@@ -169,6 +169,14 @@ impl Daemon {
     }
 }
 
+/// `http://h:p/patroni` -> `http://h:p/liveness` (Patroni builds member
+/// URLs from the scheme and address of `api_url`).
+fn liveness_url(api_url: &str) -> String {
+    let (scheme, rest) = api_url.split_once("://").unwrap_or(("http", api_url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}/liveness")
+}
+
 /// Start the REST API on `restapi.listen`.
 async fn start_api(
     effective: &Map,
@@ -270,6 +278,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         scheduled_restart: None,
     };
     daemon.load_dynamic_configuration().await;
+    daemon.ensure_unique_name().await?;
     daemon.publish();
     start_api(&daemon.config.effective(), &daemon.publisher, commands).await?;
     let mut sigterm =
@@ -358,6 +367,38 @@ impl Daemon {
         }
     }
 
+    /// Refuse to start when a running member already uses our name: its
+    /// REST API answers (any status) on `/liveness` (Patroni's
+    /// `ensure_unique_name`).
+    async fn ensure_unique_name(&self) -> Result<(), StartupError> {
+        let Ok(cluster) = self.dcs.get_cluster().await else {
+            return Ok(());
+        };
+        let Some(url) = cluster
+            .member(&self.cfg.name)
+            .and_then(|m| m.api_url())
+            .map(liveness_url)
+        else {
+            return Ok(());
+        };
+        let answered = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .is_ok();
+        if answered {
+            let message = format!(
+                "Can't start; there is already a node named '{}' running",
+                self.cfg.name
+            );
+            crate::logging::critical("patroni.__main__", &message);
+            return Err(StartupError::Config(message));
+        }
+        Ok(())
+    }
+
     /// SIGHUP or `POST /reload`: re-read the configuration file.
     async fn reload(&mut self) {
         sd_notify("RELOADING=1");
@@ -402,3 +443,18 @@ impl Daemon {
 /// The leader's pause between the shutdown checkpoint and the release of
 /// the key, bounded so that a dead replica cannot hold the stop.
 pub(crate) const SHUTDOWN_REPLICA_WAIT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn liveness_url_keeps_scheme_and_address() {
+        assert_eq!(
+            super::liveness_url("https://10.0.0.1:8008/patroni"),
+            "https://10.0.0.1:8008/liveness"
+        );
+        assert_eq!(
+            super::liveness_url("127.0.0.1:8008"),
+            "http://127.0.0.1:8008/liveness"
+        );
+    }
+}
