@@ -29,6 +29,7 @@
 //! - An unknown `verify_client` value is logged and treated as `none`, like
 //!   Python.
 
+pub mod client;
 mod self_signed;
 
 use std::fmt;

@@ -44,7 +44,7 @@ impl TrustedSelfSigned {
 }
 
 /// Whether webpki refused the certificate only for being a CA.
-fn ca_used_as_end_entity(err: &rustls::Error) -> bool {
+pub(super) fn ca_used_as_end_entity(err: &rustls::Error) -> bool {
     match err {
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(e))) => matches!(
             e.downcast_ref::<webpki::Error>(),
@@ -108,7 +108,7 @@ impl ClientCertVerifier for TrustedSelfSigned {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rustls::pki_types::pem::PemObject;
     use std::path::{Path, PathBuf};
@@ -116,7 +116,7 @@ mod tests {
 
     /// A self-signed `CA:TRUE` certificate made the way Patroni's
     /// acceptance suite makes its one certificate.
-    fn openssl_self_signed(dir: &Path, name: &str) -> PathBuf {
+    pub(in crate::api::http::tls) fn openssl_self_signed(dir: &Path, name: &str) -> PathBuf {
         let cert = dir.join(format!("{name}.crt"));
         let status = Command::new("openssl")
             .args(["req", "-nodes", "-new", "-x509", "-subj"])
@@ -131,7 +131,7 @@ mod tests {
         cert
     }
 
-    fn der(path: &Path) -> CertificateDer<'static> {
+    pub(in crate::api::http::tls) fn der(path: &Path) -> CertificateDer<'static> {
         CertificateDer::from_pem_file(path).expect("certificate")
     }
 
