@@ -172,6 +172,9 @@ pub(super) async fn watch_loop(
 
 /// Patroni wakes the HA loop when the leader key changes, when `status`
 /// changes on a node that is not the leader, and when `config` changes.
+/// We also wake the leader when a member key appears: it then creates the
+/// newcomer's replication slot at once instead of up to `loop_wait` later
+/// (a replica cannot stream before its slot exists).
 pub(super) fn should_wake(
     key: &str,
     old: Option<&str>,
@@ -185,6 +188,7 @@ pub(super) fn should_wake(
         "leader" => true,
         "status" | "optime/leader" => new.is_some() && !leader_is_me,
         "config" => old.is_some() && new.is_some(),
+        k if k.starts_with("members/") => leader_is_me && old.is_none() && new.is_some(),
         _ => false,
     }
 }
@@ -203,5 +207,8 @@ mod tests {
         assert!(should_wake("config", Some("{}"), Some("{\"a\":1}"), true));
         assert!(!should_wake("config", None, Some("{}"), false));
         assert!(!should_wake("members/x", Some("1"), Some("2"), false));
+        assert!(!should_wake("members/x", Some("1"), Some("2"), true));
+        assert!(should_wake("members/x", None, Some("2"), true));
+        assert!(!should_wake("members/x", None, Some("2"), false));
     }
 }
