@@ -590,3 +590,55 @@ class Cluster:
         parts = [n.log_tail(lines) for n in self.nodes]
         parts.append(f"--- etcd ---\n{tail(self.etcd.log, 15)}")
         return "\n".join(parts)
+
+
+# --- additions for the patronictl and HAProxy tests ---------------------------
+
+def etcd_keys(etcd: Etcd, dcs: str, prefix: str) -> Dict[str, str]:
+    """Every key under `prefix` (absolute, ending in '/') with its value,
+    read through the API that `dcs` uses."""
+    if dcs == "etcd3":
+        start = prefix.encode()
+        end = start[:-1] + bytes([start[-1] + 1])
+        body = json.dumps({"key": base64.b64encode(start).decode(),
+                           "range_end": base64.b64encode(end).decode()}).encode()
+        answer = http_json(etcd.url + "/v3/kv/range", data=body)
+        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+                for kv in answer.get("kvs") or []}
+    answer = http_json(etcd.url + "/v2/keys" + prefix.rstrip("/") + "?recursive=true")
+    out: Dict[str, str] = {}
+
+    def walk(node: dict) -> None:
+        if node.get("dir"):
+            for child in node.get("nodes") or []:
+                walk(child)
+        elif "key" in node:
+            out[node["key"]] = node.get("value", "")
+    walk(answer.get("node") or {})
+    return out
+
+
+def cluster_key(cluster: Cluster, name: str) -> Optional[str]:
+    """The raw value of one of the cluster's keys (`config`, `failover`,
+    `members/node0`...), or None when absent."""
+    return cluster.etcd.get(cluster.dcs, f"{cluster.namespace}{cluster.scope}/{name}")
+
+
+def cluster_json(cluster: Cluster, name: str) -> Optional[object]:
+    """The JSON value of one of the cluster's keys, or None when absent
+    (or empty, as Patroni leaves /failover once it is consumed)."""
+    raw = cluster_key(cluster, name)
+    return json.loads(raw) if raw else None
+
+
+def patronictl_run(cluster: Cluster, *args: str, stdin: Optional[str] = None, timeout: float = 60,
+                   extra_env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """Python patronictl against the first node's config, whatever its exit
+    status (the caller checks it), with `stdin` answering its prompts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONI")}
+    env["HOME"] = str(cluster.dir)
+    env["COLUMNS"] = "250"
+    env.update(extra_env or {})
+    return subprocess.run([str(PATRONICTL), "-c", str(cluster.nodes[0].config_path), *args],
+                          input=stdin if stdin is not None else "", capture_output=True, text=True,
+                          timeout=timeout, env=env)
