@@ -15,3 +15,5 @@
 
 pub mod decide;
 pub mod race;
+#[cfg(test)]
+mod sim;
