@@ -51,6 +51,11 @@ chmod 755 "$work"
 log="$work/behave.log"
 echo "acceptance: upstream $(basename "$tarball") in $work, DCS $dcs, $( [[ $oracle == 1 ]] && echo 'ORACLE (Python Patroni)' || echo "patroni-rs $bin")"
 
+# The harness's ports are fixed: wait for anything else using them (another
+# run, the demo cluster) to finish rather than talk to a foreign etcd.
+"$here/ports_free.sh" "${PORT_WAIT:-600}" 2379 2380 8008 8009 8010 8011 8012 ||
+    { echo "run.sh: the acceptance suite's ports are taken, not starting" >&2; exit 1; }
+
 # The DCS runs for the whole suite, as the unprivileged user.
 etcd_pid=""
 cleanup() {
@@ -66,6 +71,7 @@ for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null && break
     sleep 0.1
 done
+kill -0 "$etcd_pid" 2>/dev/null || { echo "run.sh: etcd did not start, see $work/etcd.log" >&2; exit 1; }
 
 targets=()
 for f in "${features[@]}"; do
