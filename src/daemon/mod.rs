@@ -244,12 +244,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
             .map_err(|e| StartupError::Dcs(e.to_string()))?,
     );
     let pg = LocalPostgres::new(cfg.clone()).map_err(|e| StartupError::Config(e.to_string()))?;
-    let http = peers::client(
-        config
-            .effective()
-            .get("restapi")
-            .and_then(crate::config::Value::as_map),
-    );
+    let http = peers::client(&config.effective());
     let (publisher, _) = StatusPublisher::new(NodeStatus::new(&cfg.scope, &cfg.name));
     let wake = Arc::new(Notify::new());
     let (requests_tx, mut requests) = mpsc::unbounded_channel();
