@@ -207,7 +207,7 @@ impl ApiServer {
             settings: &self.settings,
             head: req.method == "HEAD",
         };
-        let status = self.status.current();
+        let status = self.status.current().checked_now();
         let segment = req
             .path
             .trim_start_matches('/')

@@ -146,6 +146,13 @@ pub struct NodeStatus {
     /// `restapi.allowlist_include_members`. The publisher resolves them so
     /// that a request never waits on DNS.
     pub member_ips: Vec<IpAddr>,
+    /// PID of the postmaster the last status query ran against. Patroni
+    /// queries PostgreSQL inside every request, so right after the
+    /// postmaster dies its health checks already fail; a snapshot would
+    /// still say `running` until the next cycle. With the PID the API can
+    /// notice that for the price of one syscall (see
+    /// [`NodeStatus::checked_now`]). `None`: no check.
+    pub postmaster_pid: Option<u32>,
 }
 
 impl NodeStatus {
@@ -179,6 +186,23 @@ impl NodeStatus {
             next_run: 0.0,
             ttl: 30,
             member_ips: Vec::new(),
+            postmaster_pid: None,
+        }
+    }
+
+    /// The snapshot as a request should see it now: when the postmaster
+    /// the HA loop last queried has died since, the query results are
+    /// dropped, as Patroni's per-request query would have failed (`state`
+    /// then reads `unknown`, the body shrinks to state and role, and the
+    /// health checks that need a running server answer 503).
+    pub fn checked_now(self: Arc<Self>) -> Arc<NodeStatus> {
+        match self.postmaster_pid {
+            Some(pid) if self.postgres.query.is_some() && !process_alive(pid) => {
+                let mut s = NodeStatus::clone(&self);
+                s.postgres.query = None;
+                Arc::new(s)
+            }
+            _ => self,
         }
     }
 
@@ -402,6 +426,32 @@ impl StatusReader {
     }
 }
 
+/// Whether process `pid` exists and is not a zombie (a killed postmaster
+/// stays a zombie until the daemon reaps it).
+fn process_alive(pid: u32) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if raw <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(raw, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return false;
+    }
+    // The state letter follows the parenthesised command name.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        // No procfs: the signal check is all there is.
+        Err(_) => true,
+    }
+}
+
 /// The HA loop's side: publish a new snapshot after every change.
 #[derive(Debug)]
 pub struct StatusPublisher {
@@ -538,6 +588,45 @@ mod tests {
         for (value, text) in cases {
             assert_eq!(python_str(&value), text, "{value}");
         }
+    }
+
+    #[test]
+    fn a_dead_postmaster_turns_the_snapshot_into_a_failed_query() {
+        let mut s = with_config("{}");
+        s.postgres = PostgresView {
+            state: "running".into(),
+            role: "replica".into(),
+            query: Some(PgQuery::default()),
+        };
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        s.postmaster_pid = Some(child.id());
+        let alive = Arc::new(s).checked_now();
+        assert_eq!(alive.reported_state(), "running");
+        assert!(alive.postgres.query.is_some());
+
+        // Killed but not reaped yet: a zombie counts as dead.
+        child.kill().expect("kill");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let zombie = alive.clone().checked_now();
+        assert_eq!(zombie.reported_state(), "unknown");
+        assert!(zombie.postgres.query.is_none());
+
+        let _ = child.wait();
+        let gone = alive.clone().checked_now();
+        assert_eq!(gone.reported_state(), "unknown");
+
+        // Without a PID nothing is checked.
+        let mut unchecked = NodeStatus::clone(&alive);
+        unchecked.postmaster_pid = None;
+        assert_eq!(
+            Arc::new(unchecked).checked_now().reported_state(),
+            "running"
+        );
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(0));
     }
 
     #[test]
