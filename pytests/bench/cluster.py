@@ -160,6 +160,19 @@ class LeaderKeyWatch:
         self._thread.join(5)
 
 
+def leader_lease(etcd: harness.Etcd, key: str) -> Optional[Tuple[int, int]]:
+    """(granted TTL, seconds left) of the lease the leader key is attached
+    to, or None without one: it tells how long after a lost host the key
+    can outlive its owner, which frames the "kill -> key gone" figure."""
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    kvs = harness.http_json(etcd.url + "/v3/kv/range", data=body).get("kvs") or []
+    lease = int(kvs[0].get("lease", 0)) if kvs else 0
+    if not lease:
+        return None
+    answer = harness.http_json(etcd.url + "/v3/lease/timetolive", data=json.dumps({"ID": lease}).encode())
+    return int(answer.get("grantedTTL", 0)), int(answer.get("TTL", 0))
+
+
 # --- daemon processes ------------------------------------------------------------
 
 def proc_status(pid: int) -> Dict[str, str]:

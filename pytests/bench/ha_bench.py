@@ -108,10 +108,16 @@ def cell(metric: str, samples: List[Sample]) -> str:
     return text
 
 
-def table(results: Dict[str, Dict[str, List[Sample]]], runs: int) -> str:
+def label(metric: str, idle_seconds: float) -> str:
+    if metric == scenarios.IDLE_CPU:
+        return metric.replace("30 s", f"{idle_seconds:g} s")
+    return metric
+
+
+def table(results: Dict[str, Dict[str, List[Sample]]], runs: int, idle_seconds: float) -> str:
     impls = list(results)
     header = ["metric"] + [IMPLS[i] for i in impls]
-    rows = [[m] + [cell(m, results[i][m]) for i in impls] for m in METRICS]
+    rows = [[label(m, idle_seconds)] + [cell(m, results[i][m]) for i in impls] for m in METRICS]
     widths = [max(len(r[k]) for r in [header] + rows) for k in range(len(header))]
     # A FAILED reason can be long: cap the width, the full text is below.
     widths = [min(w, 60) for w in widths]
@@ -168,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     results[impl][metric].extend(values)
     except KeyboardInterrupt:
         say("interrupted: partial results")
-    print(table(results, args.runs))
+    print(table(results, args.runs, args.idle_seconds))
     report = failure_report(results)
     if report:
         print("\nFailures:\n" + report)

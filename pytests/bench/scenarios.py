@@ -26,13 +26,16 @@ import psycopg
 
 from pytests.e2e import harness
 
-from .cluster import TTL, LOOP_WAIT, BenchCluster, BenchNode, LeaderKeyWatch, cpu_seconds, query, rss_mb, \
-    streaming_replicas, threads
+from .cluster import (LOOP_WAIT, TTL, BenchCluster, BenchNode, LeaderKeyWatch, cpu_seconds, leader_lease, query,
+                      rss_mb, streaming_replicas, threads)
 
 START_LEADER = "start -> leader (s)"
 START_STREAMING = "start -> all replicas streaming (s)"
 SWITCHOVER_GAP = "switchover longest write gap (s)"
 SWITCHOVER_ROWS = "switchover acknowledged rows lost"
+# Informative: how long the lease outlived the killed leader. It depends on
+# where in its loop the leader was when killed (the key is refreshed every
+# loop_wait with a ttl lease), not on the implementation's speed.
 KILL_GONE = "kill -> leader key gone (s)"
 GONE_WRITABLE = "key gone -> writable new primary (s)"
 IDLE_RSS = "idle RSS per daemon (MB)"
@@ -242,7 +245,9 @@ class Run:
         prober = Prober(survivors, watch)
         prober.start()
         try:
-            say(f"lost host: SIGKILL {old.name}'s daemon and postmaster")
+            lease = leader_lease(c.etcd, c.leader_path)
+            say(f"lost host: SIGKILL {old.name}'s daemon and postmaster (leader key lease: "
+                + ("none" if lease is None else f"granted {lease[0]}s, {lease[1]}s left") + ")")
             killed = time.monotonic()
             old.kill_host()
             wait(lambda: watch.gone_at is not None or watch.error, TTL + LOOP_WAIT + 30,
