@@ -79,10 +79,12 @@ impl Daemon {
             Ok(m) => m,
             Err(m) => m,
         };
+        // Observe again first: a promotion in this cycle must create the
+        // members' slots now, not one loop later.
+        let pg = self.pg.observe(self.sysid.clone()).await;
         if self.is_leader {
             self.leader_housekeeping().await;
         }
-        let pg = self.pg.observe(self.sysid.clone()).await;
         self.pg.seen_running = pg.running;
         self.touch_member(&pg).await;
         message
