@@ -280,6 +280,9 @@ pub(super) struct Stats {
     pub promotions: usize,
     pub faults: usize,
     pub cycles: usize,
+    /// Runs that ended leaderless in Patroni's `check_timeline` stall
+    /// (see [`check`]).
+    pub timeline_stalls: usize,
 }
 
 impl Sim {
@@ -367,8 +370,9 @@ impl Sim {
     /// The failure report: seed, the last events, every node's state.
     pub fn report(&self, what: &str) -> String {
         let mut out = format!(
-            "simulation invariant violated (seed {}): {what}\n--- last {} events ---\n",
+            "simulation invariant violated (seed {}, check_timeline {}): {what}\n--- last {} events ---\n",
             self.plan.seed,
+            self.settings.check_timeline,
             self.trace.len()
         );
         for l in &self.trace {
@@ -402,7 +406,11 @@ impl Sim {
             self.advance(end);
         }
         if self.now >= end {
-            self.check_liveness().map_err(|e| self.report(&e))?;
+            match self.check_liveness() {
+                Ok(()) => {}
+                Err(_) if self.timeline_stall() => self.stats.timeline_stalls += 1,
+                Err(e) => return Err(self.report(&e)),
+            }
         }
         Ok(())
     }
@@ -474,7 +482,14 @@ impl Sim {
                     self.schedule(self.now + next, Ev::Fault);
                 }
             }
-            Ev::Restart { node } => self.restart(node),
+            Ev::Restart { node } => {
+                if self.nodes[node].stop_requested {
+                    // The stop waits for the running cycle: come back after.
+                    self.schedule(self.now + 1_000, Ev::Restart { node });
+                } else {
+                    self.restart(node);
+                }
+            }
             Ev::HealDcs { node } => {
                 self.nodes[node].dcs_cut = false;
                 self.log(Some(node), "reaches the DCS again");

@@ -33,6 +33,15 @@
 //! and several loop_waits), exactly one node holds the key and runs as
 //! the primary, and every other node runs as a replica streaming from it
 //! on its timeline.
+//!
+//! One stall is Patroni's own and accepted ([`Sim::timeline_stall`]):
+//! with `check_timeline`, a replica on an older timeline drops out of the
+//! race, yet the others still compare raw WAL positions with it, so when
+//! it is ahead of the replicas on the current timeline (it kept writes the
+//! new timeline never got: the old primary wrote on while cut from the
+//! DCS, or a lagging node was promoted by a manual failover), nobody
+//! stands until an operator steps in. Python Patroni 4.1.5 does the
+//! same (`_is_healthiest_node` has no per-peer timeline filter).
 
 use super::{InFlight, Sim};
 use crate::model::Tags;
@@ -108,6 +117,29 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// The accepted `check_timeline` stall: no leader, and either no
+    /// eligible node runs on the cluster's timeline, or an eligible node on
+    /// an older timeline is ahead in WAL of one that does (that one then
+    /// defers to it, directly in the race or through a failover key's
+    /// "someone else can take over", while it is itself out of the race).
+    pub(super) fn timeline_stall(&self) -> bool {
+        if !self.settings.check_timeline || self.dcs.leader_owner(self.now).is_some() {
+            return false;
+        }
+        let timeline = self.dcs.snapshot(self.now).timeline();
+        let eligible = || {
+            self.nodes
+                .iter()
+                .filter(|n| n.alive && n.pg.running && !n.nofailover)
+        };
+        let current: Vec<i64> = eligible()
+            .filter(|n| n.pg.timeline >= timeline)
+            .map(|n| n.pg.wal)
+            .collect();
+        current.is_empty()
+            || eligible().any(|n| n.pg.timeline < timeline && current.iter().any(|w| n.pg.wal > *w))
     }
 
     pub(super) fn check_liveness(&self) -> Result<(), String> {

@@ -13,9 +13,7 @@ fn run(plan: Plan) -> (Sim, Result<(), String>) {
 
 #[test]
 fn seeded_runs_keep_every_invariant() {
-    let mut promotions = 0;
-    let mut faults = 0;
-    let mut events = 0;
+    let (mut promotions, mut faults, mut events, mut stalls) = (0, 0, 0, 0);
     for seed in 0..RUNS {
         let (sim, result) = run(Plan::new(seed));
         if let Err(report) = result {
@@ -24,8 +22,12 @@ fn seeded_runs_keep_every_invariant() {
         promotions += sim.stats.promotions;
         faults += sim.stats.faults;
         events += sim.events;
+        stalls += sim.stats.timeline_stalls;
     }
-    eprintln!("{RUNS} runs: {events} events, {faults} faults, {promotions} promotions");
+    eprintln!(
+        "{RUNS} runs: {events} events, {faults} faults, {promotions} promotions, \
+         {stalls} check_timeline stalls"
+    );
     // The faults must actually move the leadership around.
     assert!(promotions as u64 > RUNS, "only {promotions} promotions");
 }
@@ -82,4 +84,36 @@ fn one_seed() {
         Ok(()) => eprintln!("{}", sim.report("none (the run passed)")),
         Err(report) => panic!("{report}"),
     }
+}
+
+/// `SIM_RUNS=n SIM_FAULT_EVERY=ms cargo test --lib ha::sim::tests::soak --
+/// --ignored --nocapture`: many more runs, optionally with denser faults.
+#[test]
+#[ignore]
+fn soak() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (runs, first) = (env("SIM_RUNS", 20_000), env("SIM_FIRST", 0));
+    let mut failures = Vec::new();
+    let mut stalls = Vec::new();
+    for seed in first..first + runs {
+        let mut plan = Plan::new(seed);
+        plan.fault_every = env("SIM_FAULT_EVERY", 12_000) as i64;
+        let (sim, result) = run(plan);
+        if sim.stats.timeline_stalls > 0 {
+            stalls.push(seed);
+        }
+        if let Err(report) = result {
+            if failures.is_empty() {
+                eprintln!("{report}");
+            }
+            failures.push(seed);
+        }
+    }
+    eprintln!("check_timeline stalls: {} {stalls:?}", stalls.len());
+    assert!(failures.is_empty(), "failing seeds: {failures:?}");
 }
