@@ -551,13 +551,21 @@ def test_reinit(ctl_cluster: Cluster) -> None:
     leader = healthy(c)
     target = c.node(NOFAILOVER)
     assert target.name != leader
-    before = postmaster_start(target)
+    before = target.patroni().get("postmaster_start_time")
+    assert before, target.patroni()
     out = ctl(c, "reinit", c.scope, target.name, "--force", "--wait", timeout=180)
     golden_tail = golden_stdout("11-reinit-node3").splitlines()[-3:]
     expected = [line.replace("node3", target.name) for line in golden_tail]
     assert out.splitlines()[-3:] == expected, out
+    # patronictl polls GET /patroni every 2 s until the state is no longer
+    # `creating replica` (golden 11: `creating replica` 2 s after the POST).
+    # So when it returns, the replica must already have been rebuilt.
+    status = target.patroni()
+    assert status.get("state") != "creating replica" and status.get("postmaster_start_time") != before, \
+        f"`reinit --wait` returned before {target.name} was reinitialized: {status}"
     c.wait_healthy(HEALTHY_S, leader=leader)
-    assert postmaster_start(target) != before
+    wait_for(lambda: target.patroni().get("state") == "running", 30, f"{target.name} running",
+             check=c.check_running)
 
 
 def test_history(ctl_cluster: Cluster) -> None:
