@@ -71,6 +71,9 @@ pub struct LocalPostgres {
     /// A start, stop or role change callback was due once (Patroni's
     /// `cb_called`): a later start as replica is a role change.
     cb_called: bool,
+    /// When this daemon last started PostgreSQL or pointed it at a new
+    /// upstream.
+    pub started_at: Option<std::time::Instant>,
     /// No callbacks now (a bootstrap, or a restart that reports
     /// `on_restart` alone).
     pub block_callbacks: bool,
@@ -117,6 +120,7 @@ impl LocalPostgres {
             callbacks: Callbacks::default(),
             cb_called: false,
             block_callbacks: false,
+            started_at: None,
         })
     }
 
@@ -430,6 +434,7 @@ impl LocalPostgres {
             Ok(pm) => {
                 self.postmaster = Some(pm);
                 self.state = "running".to_owned();
+                self.started_at = Some(std::time::Instant::now());
                 self.callback(if role_change {
                     CallbackAction::OnRoleChange
                 } else {
@@ -499,6 +504,7 @@ impl LocalPostgres {
                 .map_err(|e| LocalError::Process(e.to_string()))?;
         }
         self.following = name;
+        self.started_at = Some(std::time::Instant::now());
         Ok(true)
     }
 

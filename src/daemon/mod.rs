@@ -159,7 +159,27 @@ impl Daemon {
     }
 }
 
+/// How often a freshly started replica re-checks whether it streams.
+const STREAMING_POLL: Duration = Duration::from_secs(1);
+
+/// How long after a start the replica keeps checking that often.
+const STREAMING_WINDOW: Duration = Duration::from_secs(30);
+
 impl Daemon {
+    /// PostgreSQL runs as a replica of someone, was started less than
+    /// [`STREAMING_WINDOW`] ago, and its WAL receiver does not stream yet.
+    fn awaiting_streaming(&self) -> bool {
+        let recent = self
+            .pg
+            .started_at
+            .is_some_and(|t| t.elapsed() < STREAMING_WINDOW);
+        recent
+            && self.pg.following.is_some()
+            && self.pg.last_info.as_ref().is_some_and(|i| {
+                i.is_in_recovery && i.receiver_status.as_deref() != Some("streaming")
+            })
+    }
+
     /// The scheduled restart as shown in the member key and REST status:
     /// everything but the start time it was accepted at.
     fn scheduled_restart_view(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
@@ -292,7 +312,12 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
             return Err(StartupError::Config(reason));
         }
         let loop_wait = daemon.cfg.timing.loop_wait;
-        let wait = loop_wait.saturating_sub(started.elapsed());
+        let mut wait = loop_wait.saturating_sub(started.elapsed());
+        if daemon.awaiting_streaming() {
+            // A replica that was just (re)started: publish `streaming` as
+            // soon as its WAL receiver gets there, not a whole loop later.
+            wait = wait.min(STREAMING_POLL);
+        }
         daemon.next_run = epoch_now() + wait.as_secs_f64();
         daemon.publish();
         // Only a member that follows someone watches the leader key: the
