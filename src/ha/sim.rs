@@ -22,7 +22,8 @@
 //! goes on quietly for a bounded time.
 //!
 //! What is deliberately simple: PostgreSQL starts, stops and promotes
-//! instantly and never fails to; replication streams whenever both ends
+//! instantly (a start fails now and then, see [`START_FAILURE_PERCENT`]);
+//! replication streams whenever both ends
 //! can reach each other, with a per-replica lag (some replicas lag past
 //! `maximum_lag_on_failover`); pg_rewind always succeeds; the DCS calls
 //! made inside actions (release, clear the failover key, the re-read after
@@ -48,6 +49,8 @@ use dcs::Dcs;
 
 /// The system identifier every node's data directory carries once made.
 const SYSID: &str = "7000000000000000001";
+/// How often a PostgreSQL start fails (the next cycle sees `start_failed`).
+const START_FAILURE_PERCENT: u64 = 4;
 /// WAL bytes a primary writes per simulated millisecond.
 const WAL_RATE: i64 = 40;
 
@@ -170,7 +173,8 @@ pub(super) struct Pg {
 enum Outcome {
     /// Applied and answered.
     Ok,
-    /// Timed out for the caller; applied by the DCS anyway.
+    /// Timed out for the caller; the DCS applies it anyway, up to a ttl
+    /// later (a leader key write may land after the key expired).
     LostReply,
     /// Failed: not applied.
     Failed,
@@ -251,6 +255,11 @@ enum Ev {
         node: usize,
     },
     DcsFast,
+    /// A leader key write whose caller gave up reaches the DCS.
+    LateWrite {
+        node: usize,
+        acquire: bool,
+    },
     /// The quiet phase begins.
     Heal,
 }
@@ -261,7 +270,7 @@ pub(super) struct Sim {
     pub settings: HaSettings,
     pub now: i64,
     rng: Rng,
-    pub dcs: Dcs,
+    dcs: Dcs,
     pub nodes: Vec<Node>,
     queue: BinaryHeap<Reverse<(i64, u64, Ev)>>,
     seq: u64,
@@ -327,6 +336,8 @@ impl Sim {
             loop_wait: plan.timing.loop_wait / 1000,
             bootstrap_configured: true,
             check_timeline: rng.chance(50),
+            // 0: a crashed primary hands over instead of restarting.
+            primary_start_timeout: if rng.chance(25) { 0 } else { 300 },
             ..HaSettings::default()
         };
         let mut sim = Sim {
@@ -497,6 +508,16 @@ impl Sim {
             Ev::HealPeers { node } => {
                 self.nodes[node].peers_cut = false;
                 self.log(Some(node), "reaches its peers again");
+            }
+            Ev::LateWrite { node, acquire } => {
+                let name = self.nodes[node].name.clone();
+                let ok = if acquire {
+                    self.dcs.acquire(&name, self.now)
+                } else {
+                    self.dcs.refresh(&name, self.now)
+                };
+                let what = if acquire { "acquire" } else { "refresh" };
+                self.log(Some(node), format!("late {what} reaches the DCS -> {ok}"));
             }
             Ev::DcsFast => {
                 if self.now >= self.dcs_slow_until {

@@ -149,11 +149,6 @@ impl Dcs {
         true
     }
 
-    /// The failover key's value, for tests and fault injection.
-    pub fn failover_value(&self, now: i64) -> Option<&str> {
-        self.live("failover", now).map(|v| v.value.as_str())
-    }
-
     pub fn touch_member(&mut self, name: &str, value: &str, now: i64) {
         let expires = Some(now + self.ttl);
         self.put(&format!("members/{name}"), value, expires);

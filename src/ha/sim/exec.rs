@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Ev, InFlight, Outcome, Pending, Sim, SYSID};
+use super::{Ev, InFlight, Outcome, Pending, Sim, START_FAILURE_PERCENT, SYSID};
 use crate::ha::decide::{
     decide, decide_dcs_error, decide_shutdown, Action, Decision, DemoteMode, Facts, LocalPg, Me,
     Query, Step,
@@ -133,15 +133,23 @@ impl Sim {
         let answered = outcome == Outcome::Ok && !cut;
         let name = self.nodes[i].name.clone();
         let now = self.now;
+        if outcome == Outcome::LostReply && !cut {
+            // The write lands later, maybe after the key expired.
+            if let Query::RefreshLock | Query::AcquireLock = q {
+                let acquire = q == Query::AcquireLock;
+                let at = now + self.rng.range(0, self.plan.timing.ttl);
+                self.schedule(at, Ev::LateWrite { node: i, acquire });
+            }
+        }
         match q {
             Query::RefreshLock => {
-                let ok = applied && self.dcs.refresh(&name, now) && answered;
+                let ok = answered && self.dcs.refresh(&name, now);
                 self.nodes[i].is_leader = ok;
                 cycle.facts.lock_refreshed = Some(ok);
                 self.log(Some(i), format!("refresh leader key -> {ok} ({outcome:?})"));
             }
             Query::AcquireLock => {
-                let ok = applied && self.dcs.acquire(&name, now) && answered;
+                let ok = answered && self.dcs.acquire(&name, now);
                 self.nodes[i].is_leader = ok;
                 cycle.facts.lock_acquired = Some(ok);
                 self.log(Some(i), format!("acquire leader key -> {ok} ({outcome:?})"));
@@ -189,12 +197,14 @@ impl Sim {
                         Query::SleepUntil(at) => {
                             let wait = (at - self.clock(self.now)).num_milliseconds().max(0);
                             cycle.pending = Pending::Sleep;
-                            return Ok(self.park(i, cycle, wait));
+                            self.park(i, cycle, wait);
+                            return Ok(());
                         }
                         q => {
                             let (delay, outcome) = self.dcs_call(i);
                             cycle.pending = Pending::Query(q, outcome);
-                            return Ok(self.park(i, cycle, delay));
+                            self.park(i, cycle, delay);
+                            return Ok(());
                         }
                     }
                 }
@@ -386,10 +396,11 @@ impl Sim {
                 return Err(format!("{name}: replica without leader is not configured"));
             }
             Action::StartAsPrimary => {
+                let fails = self.rng.chance(START_FAILURE_PERCENT);
                 let n = &mut self.nodes[i];
-                if !n.pg.data {
+                if !n.pg.data || fails {
                     n.start_failed = true;
-                    return Ok(Err("no data directory".into()));
+                    return Ok(Err("PostgreSQL did not start".into()));
                 }
                 n.pg.running = true;
                 n.pg.primary = true;
@@ -460,13 +471,14 @@ impl Sim {
     }
 
     fn start_as_replica(&mut self, i: usize, member: Option<String>) -> Result<(), String> {
-        let n = &mut self.nodes[i];
-        if n.pg.running {
+        if self.nodes[i].pg.running {
             return Ok(());
         }
-        if !n.pg.data {
+        let fails = self.rng.chance(START_FAILURE_PERCENT);
+        let n = &mut self.nodes[i];
+        if !n.pg.data || fails {
             n.start_failed = true;
-            return Err("no data directory".into());
+            return Err("PostgreSQL did not start".into());
         }
         n.pg.running = true;
         n.pg.primary = false;
