@@ -62,6 +62,10 @@ pub(super) struct Timing {
     pub retry_timeout: i64,
     /// The most a cycle starts late (scheduler jitter).
     pub jitter: i64,
+    /// How much longer than `retry_timeout` a failing DCS call may take
+    /// before the caller sees the failure (0: the client's deadline is
+    /// exactly `retry_timeout`).
+    pub call_slack: i64,
 }
 
 impl Timing {
@@ -74,6 +78,20 @@ impl Timing {
             loop_wait: 10_000,
             retry_timeout: 9_000,
             jitter: 900,
+            call_slack: 0,
+        }
+    }
+
+    /// Patroni's defaults (ttl 30 s, loop_wait 10 s, retry_timeout 10 s):
+    /// `loop_wait + 2 * retry_timeout == ttl`, safe with no jitter and
+    /// calls that give up exactly at `retry_timeout`.
+    pub fn patroni_defaults() -> Timing {
+        Timing {
+            ttl: 30_000,
+            loop_wait: 10_000,
+            retry_timeout: 10_000,
+            jitter: 0,
+            call_slack: 0,
         }
     }
 }

@@ -26,12 +26,20 @@ impl Sim {
 
     /// How a DCS call made now will end, and after how long. Cut from the
     /// DCS, it fails (after a while); a slow DCS takes up to twice
-    /// `retry_timeout`, and past `retry_timeout` the caller gives up while
-    /// the DCS may still have applied the request.
+    /// `retry_timeout`, and past `retry_timeout` (plus the client's slack)
+    /// the caller gives up while the DCS may still apply the request.
     fn dcs_call(&mut self, i: usize) -> (i64, Outcome) {
         let retry = self.plan.timing.retry_timeout;
+        let give_up = retry + self.rng.range(0, self.plan.timing.call_slack);
         if self.nodes[i].dcs_cut {
-            return (self.rng.range(100, retry), Outcome::Failed);
+            // Mostly a connection that hangs until the deadline; sometimes
+            // refused at once.
+            let delay = if self.rng.chance(70) {
+                give_up
+            } else {
+                self.rng.range(100, 2_000)
+            };
+            return (delay, Outcome::Failed);
         }
         if self.now < self.dcs_slow_until {
             let latency = self.rng.range(0, 2 * retry);
@@ -43,7 +51,7 @@ impl Sim {
             } else {
                 Outcome::Failed
             };
-            return (retry, outcome);
+            return (give_up, outcome);
         }
         (self.rng.range(1, 30), Outcome::Ok)
     }

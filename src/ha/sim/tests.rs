@@ -58,11 +58,25 @@ fn unsafe_timing_is_caught() {
             loop_wait: 10_000,
             retry_timeout: 9_000,
             jitter: 900,
+            call_slack: 0,
         };
         let (_, result) = run(plan);
         result.is_err_and(|r| r.contains("two writable primaries"))
     });
     assert!(found, "no split brain found with ttl below the loop timing");
+}
+
+/// Patroni's default timing sits exactly on the bound and stays safe when
+/// every DCS call gives up at `retry_timeout` and cycles start on time.
+#[test]
+fn patroni_default_timing_is_safe() {
+    for seed in 0..150 {
+        let mut plan = Plan::new(seed);
+        plan.timing = Timing::patroni_defaults();
+        plan.fault_every = 5_000;
+        let (_, result) = run(plan);
+        result.unwrap_or_else(|r| panic!("{r}"));
+    }
 }
 
 /// `SIM_SEED=n cargo test --lib ha::sim::tests::one_seed -- --ignored
@@ -103,6 +117,10 @@ fn soak() {
     for seed in first..first + runs {
         let mut plan = Plan::new(seed);
         plan.fault_every = env("SIM_FAULT_EVERY", 12_000) as i64;
+        if env("SIM_DEFAULT_TIMING", 0) == 1 {
+            plan.timing = Timing::patroni_defaults();
+        }
+        plan.timing.call_slack = env("SIM_CALL_SLACK", plan.timing.call_slack as u64) as i64;
         let (sim, result) = run(plan);
         if sim.stats.timeline_stalls > 0 {
             stalls.push(seed);
