@@ -325,4 +325,17 @@ mod tests {
         let err = member_client_config(&no_ca).expect_err("needs a CA");
         assert!(err.0.contains("ctl.cacert"), "{}", err.0);
     }
+
+    #[test]
+    fn reqwest_takes_the_configuration_as_its_rustls_backend() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        openssl_self_signed(d, "batman");
+        let cfg = member_client_config(&member(d, "batman", "batman")).expect("client");
+        // A rustls version mismatch would be "Unknown TLS backend" here.
+        let built = reqwest::Client::builder()
+            .use_preconfigured_tls(cfg)
+            .build();
+        assert!(built.is_ok(), "{built:?}");
+    }
 }
