@@ -79,6 +79,28 @@ fn patroni_default_timing_is_safe() {
     }
 }
 
+/// Patroni's default timing leaves no room for a DCS client that gives
+/// up later than `retry_timeout`: a leader stuck in a slow cluster read
+/// and a slow refresh is still primary when its key expires and another
+/// node, which cannot reach it, promotes.
+#[test]
+fn client_deadline_past_retry_timeout_is_caught() {
+    let found = (0..100).any(|seed| {
+        let mut plan = Plan::new(seed);
+        plan.timing = Timing {
+            call_slack: 6_000,
+            ..Timing::patroni_defaults()
+        };
+        plan.fault_every = 4_000;
+        let (_, result) = run(plan);
+        result.is_err_and(|r| r.contains("two writable primaries"))
+    });
+    assert!(
+        found,
+        "no split brain with DCS calls outliving retry_timeout"
+    );
+}
+
 /// `SIM_SEED=n cargo test --lib ha::sim::tests::one_seed -- --ignored
 /// --nocapture`: replay one run and print its trace.
 #[test]
@@ -89,6 +111,21 @@ fn one_seed() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let mut plan = Plan::new(seed);
+    if std::env::var("SIM_DEFAULT_TIMING").is_ok_and(|v| v == "1") {
+        plan.timing = Timing::patroni_defaults();
+    }
+    if let Some(slack) = std::env::var("SIM_CALL_SLACK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        plan.timing.call_slack = slack;
+    }
+    if let Some(every) = std::env::var("SIM_FAULT_EVERY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        plan.fault_every = every;
+    }
     plan.trace_len = std::env::var("SIM_TRACE")
         .ok()
         .and_then(|s| s.parse().ok())
