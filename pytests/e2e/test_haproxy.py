@@ -10,6 +10,8 @@ both ports route correctly on a healthy cluster, and after a switchover and
 after a lost host (daemon and postmaster SIGKILLed) the primary port reaches
 the new primary within HAProxy's fall x inter (plus a little slack) of the
 new leader taking the DCS leader key.
+
+Run with a --basetemp of its own (see test_patronictl.py).
 """
 from __future__ import annotations
 

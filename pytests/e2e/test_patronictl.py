@@ -12,6 +12,13 @@ The scenarios run in order on one module-scoped cluster per DCS; each starts
 by waiting for a healthy cluster (one leader, two streaming replicas), so a
 failure in one does not hide the others. node2 carries `nofailover: true`, as
 in test_failover.py. `remove` runs last, on the stopped cluster.
+
+Run them with a --basetemp of their own: another pytest run of the same
+user resets /tmp/pytest-of-<user> to mode 0700, which locks the node user
+out of its data directory in the middle of a scenario.
+
+    PATRONI_E2E_IMPL=python /opt/patroni-rs/venv/bin/python -m pytest \
+        pytests/e2e/test_patronictl.py -q -s --basetemp=/tmp/e2e-ctl
 """
 from __future__ import annotations
 
@@ -122,7 +129,7 @@ def table_header(text: str) -> List[str]:
     raise AssertionError(f"no table header in:\n{text}")
 
 
-def table_rows(text: str, header_last: bool = False) -> Dict[str, Dict[str, str]]:
+def table_rows(text: str) -> Dict[str, Dict[str, str]]:
     """Rows of the last member table printed, by member name (continuation
     lines of multi-line tag cells are skipped)."""
     lines = text.splitlines()
@@ -194,6 +201,12 @@ def test_list_columns_and_states(ctl_cluster: Cluster) -> None:
     assert table_header(out) == table_header(golden_stdout("01-switchover")), out
     rows = table_rows(out)
     assert sorted(rows) == ["node0", "node1", "node2"], out
+    # The TL column comes from the member keys: a streaming replica
+    # publishes its timeline too (Python Patroni falls back to the
+    # leader's timeline when pg_stat_wal_receiver has none yet).
+    for name in rows:
+        key = member_key(c, name)
+        assert "timeline" in key, f"{name}'s member key has no timeline: {key}\n{out}"
     for name, row in rows.items():
         if name == leader:
             assert (row["Role"], row["State"]) == ("Leader", "running"), out
