@@ -310,6 +310,9 @@ pub(super) struct Stats {
     /// Runs that ended leaderless in Patroni's `check_timeline` stall
     /// (see [`check`]).
     pub timeline_stalls: usize,
+    /// How often each decision message came out (node names as `X`), to
+    /// see which paths of `decide` the runs went through.
+    pub messages: std::collections::BTreeMap<String, usize>,
 }
 
 impl Sim {

@@ -15,6 +15,10 @@
 //!   take the key, hence promote, before it expires. (A daemon that dies
 //!   while its PostgreSQL keeps running breaks this without a watchdog;
 //!   the simulation loses both together.)
+//! - **One believer.** At most one running daemon believes it holds the
+//!   leader key (it refreshed or acquired it and has not since failed to,
+//!   demoted or released it): the issue's "at most one node believes it
+//!   holds the lock at any instant", by the same timing argument.
 //! - **nofailover never leads.** The leader key never names a node tagged
 //!   `nofailover`.
 //!
@@ -56,6 +60,15 @@ impl Sim {
             .collect();
         if primaries.len() > 1 {
             return Err(format!("two writable primaries at once: {primaries:?}"));
+        }
+        let believers: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.is_leader)
+            .map(|n| n.name.as_str())
+            .collect();
+        if believers.len() > 1 {
+            return Err(format!("two nodes believe they hold the key: {believers:?}"));
         }
         if let Some(owner) = self.dcs.leader_owner(self.now) {
             if self.nodes.iter().any(|n| n.name == owner && n.nofailover) {

@@ -283,6 +283,11 @@ impl Sim {
         stopping: bool,
     ) -> Result<(), String> {
         self.log(Some(i), format!("{} {:?}", d.message, d.actions));
+        let mut shape = d.message.clone();
+        for n in &self.nodes {
+            shape = shape.replace(&format!("({})", n.name), "(X)");
+        }
+        *self.stats.messages.entry(shape).or_default() += 1;
         for action in &d.actions {
             if let Action::Promote = action {
                 self.check_promote(i, cycle, &d.message)?;

@@ -14,6 +14,7 @@ fn run(plan: Plan) -> (Sim, Result<(), String>) {
 #[test]
 fn seeded_runs_keep_every_invariant() {
     let (mut promotions, mut faults, mut events, mut stalls) = (0, 0, 0, 0);
+    let mut messages = std::collections::BTreeMap::<String, usize>::new();
     for seed in 0..RUNS {
         let (sim, result) = run(Plan::new(seed));
         if let Err(report) = result {
@@ -23,6 +24,12 @@ fn seeded_runs_keep_every_invariant() {
         faults += sim.stats.faults;
         events += sim.events;
         stalls += sim.stats.timeline_stalls;
+        for (m, k) in sim.stats.messages {
+            *messages.entry(m).or_default() += k;
+        }
+    }
+    for (m, k) in &messages {
+        eprintln!("{k:>8} {m}");
     }
     eprintln!(
         "{RUNS} runs: {events} events, {faults} faults, {promotions} promotions, \
