@@ -69,22 +69,25 @@ pub(super) struct Timing {
 }
 
 impl Timing {
-    /// Patroni's safety margin holds: a primary that cannot refresh the
-    /// key finds out and demotes within `loop_wait + jitter +
-    /// 2 * retry_timeout` of its last refresh, before the key expires.
+    /// Safe for this executor: between a leader's last successful
+    /// refresh and its demotion lie at most four DCS calls (its `/status`
+    /// and member writes, the next cluster read, the next refresh), or one
+    /// `loop_wait` plus two calls when its cycles are short; with each
+    /// call giving up at `retry_timeout`, both stay below `ttl`.
     pub fn safe() -> Timing {
         Timing {
             ttl: 30_000,
             loop_wait: 10_000,
-            retry_timeout: 9_000,
+            retry_timeout: 7_000,
             jitter: 900,
             call_slack: 0,
         }
     }
 
     /// Patroni's defaults (ttl 30 s, loop_wait 10 s, retry_timeout 10 s):
-    /// `loop_wait + 2 * retry_timeout == ttl`, safe with no jitter and
-    /// calls that give up exactly at `retry_timeout`.
+    /// `loop_wait + 2 * retry_timeout == ttl`, the rule Patroni documents,
+    /// which does not cover the writes after a refresh hanging too (see
+    /// `tests::default_timing_is_not_enough_when_writes_hang`).
     pub fn patroni_defaults() -> Timing {
         Timing {
             ttl: 30_000,
@@ -207,6 +210,9 @@ enum Pending {
     Query(crate::ha::decide::Query, Outcome),
     /// `SleepUntil`.
     Sleep,
+    /// The writes after the decision: `/status` (and `/history`) for a
+    /// leader, then the member key, each a DCS call of its own.
+    Publish { leader: bool },
 }
 
 /// A node's cycle between two of its events.

@@ -68,7 +68,9 @@ impl Sim {
             .map(|n| n.name.as_str())
             .collect();
         if believers.len() > 1 {
-            return Err(format!("two nodes believe they hold the key: {believers:?}"));
+            return Err(format!(
+                "two nodes believe they hold the key: {believers:?}"
+            ));
         }
         if let Some(owner) = self.dcs.leader_owner(self.now) {
             if self.nodes.iter().any(|n| n.name == owner && n.nofailover) {

@@ -130,6 +130,15 @@ impl Sim {
             }
             Pending::Query(q, outcome) => self.apply_query(i, q, outcome, &mut cycle),
             Pending::Sleep => cycle.facts.slept = true,
+            Pending::Publish { leader } => {
+                if !cut {
+                    if leader {
+                        self.housekeeping(i);
+                    }
+                    self.touch_member(i);
+                }
+                return self.next_cycle(i, cycle.started);
+            }
         }
         self.converse(i, cycle)
     }
@@ -218,7 +227,7 @@ impl Sim {
                 }
                 Step::Done(decision) => {
                     self.execute(i, &decision, &cycle, false)?;
-                    return self.end_cycle(i, cycle.started);
+                    return self.end_cycle(i, cycle);
                 }
                 Step::Unsupported(what) => {
                     return Err(format!("{}: decide found {what} unsupported", me.name));
@@ -584,15 +593,22 @@ impl Sim {
         self.dcs.write_history(&Value::Array(lines).to_string());
     }
 
-    /// After the decision: leader chores, the member key, the next cycle.
-    fn end_cycle(&mut self, i: usize, started: i64) -> Result<(), String> {
-        if self.nodes[i].is_leader {
-            self.housekeeping(i);
-        }
+    /// After the decision: the leader's `/status`, the member key, then
+    /// the next cycle. The writes take DCS time like any call (they land
+    /// together once the last returns): a leader cut from the DCS right
+    /// after a refresh spends up to two `retry_timeout`s here before its
+    /// next cycle even starts.
+    fn end_cycle(&mut self, i: usize, mut cycle: InFlight) -> Result<(), String> {
+        let leader = self.nodes[i].is_leader;
         let pg = self.observe(i);
         self.nodes[i].seen_running = pg.running;
-        self.touch_member(i);
-        self.next_cycle(i, started)
+        let mut delay = self.dcs_call(i).0;
+        if leader {
+            delay += self.dcs_call(i).0;
+        }
+        cycle.pending = Pending::Publish { leader };
+        self.park(i, cycle, delay);
+        Ok(())
     }
 
     fn next_cycle(&mut self, i: usize, started: i64) -> Result<(), String> {

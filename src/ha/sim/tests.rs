@@ -73,30 +73,37 @@ fn unsafe_timing_is_caught() {
     assert!(found, "no split brain found with ttl below the loop timing");
 }
 
-/// Patroni's default timing sits exactly on the bound and stays safe when
-/// every DCS call gives up at `retry_timeout` and cycles start on time.
+/// Patroni's rule `loop_wait + 2 * retry_timeout <= ttl` counts the
+/// cluster read and the refresh of one cycle, not the `/status` and
+/// member writes that follow a successful refresh: when all four calls of
+/// a leader hang (a slow DCS, or a cut right after the refresh) it still
+/// runs as primary after its key expired. Python Patroni's cycle has the
+/// same shape (status written inside `update_lock`, member key at the end
+/// of every cycle); its watchdog is what closes the gap. The split brain
+/// needs the other node not to see the old primary alive: unreachable, or
+/// skipped as the former leader of a pending switchover key.
 #[test]
-fn patroni_default_timing_is_safe() {
-    for seed in 0..150 {
+fn default_timing_is_not_enough_when_writes_hang() {
+    let found = (0..300).any(|seed| {
         let mut plan = Plan::new(seed);
         plan.timing = Timing::patroni_defaults();
-        plan.fault_every = 5_000;
+        plan.fault_every = 4_000;
         let (_, result) = run(plan);
-        result.unwrap_or_else(|r| panic!("{r}"));
-    }
+        result.is_err_and(|r| r.contains("two writable primaries"))
+    });
+    assert!(found, "no split brain at the default timing");
 }
 
-/// Patroni's default timing leaves no room for a DCS client that gives
-/// up later than `retry_timeout`: a leader stuck in a slow cluster read
-/// and a slow refresh is still primary when its key expires and another
-/// node, which cannot reach it, promotes.
+/// Even with `Timing::safe`, a DCS client that gives up later than
+/// `retry_timeout` (etcd v2 allows 500 ms more; up to 8 s here, to be found
+/// in few runs) eats the margin.
 #[test]
 fn client_deadline_past_retry_timeout_is_caught() {
-    let found = (0..100).any(|seed| {
+    let found = (0..300).any(|seed| {
         let mut plan = Plan::new(seed);
         plan.timing = Timing {
-            call_slack: 6_000,
-            ..Timing::patroni_defaults()
+            call_slack: 8_000,
+            ..Timing::safe()
         };
         plan.fault_every = 4_000;
         let (_, result) = run(plan);
