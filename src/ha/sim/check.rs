@@ -7,14 +7,16 @@
 //!   node is a writable primary that believes it holds the lock and whose
 //!   lease has not expired": Patroni's argument is timing, not fencing. A
 //!   leader refreshes the key every cycle; a leader that cannot (DCS cut,
-//!   slow, or the key taken) demotes in the cycle that finds out, at the
-//!   latest `loop_wait + jitter + 2 * retry_timeout` after its last
-//!   successful refresh (one cycle late, a cluster read and a refresh each
-//!   bounded by `retry_timeout`). With that below `ttl` ([`super::Timing::safe`])
-//!   the old primary is down before the key expires, and nobody else can
-//!   take the key, hence promote, before it expires. (A daemon that dies
-//!   while its PostgreSQL keeps running breaks this without a watchdog;
-//!   the simulation loses both together.)
+//!   slow, or the key taken) demotes in the cycle that finds out. Between
+//!   its last successful refresh and that demotion lie at most its
+//!   `/status` and member writes, the rest of `loop_wait` plus jitter, the
+//!   next cluster read and the next refresh, each DCS call bounded by
+//!   `retry_timeout`: at most `max(loop_wait + jitter + 2 * retry_timeout,
+//!   4 * retry_timeout + jitter)`. With that below `ttl`
+//!   ([`super::Timing::safe`]) the old primary is down before the key
+//!   expires, and nobody else can take the key, hence promote, before it
+//!   expires. (A daemon that dies while its PostgreSQL keeps running
+//!   breaks this without a watchdog; the simulation loses both together.)
 //! - **One believer.** At most one running daemon believes it holds the
 //!   leader key (it refreshed or acquired it and has not since failed to,
 //!   demoted or released it): the issue's "at most one node believes it

@@ -115,6 +115,21 @@ fn client_deadline_past_retry_timeout_is_caught() {
     );
 }
 
+/// Patroni's `check_timeline` stall, kept as a replayable example (not a
+/// bug of `decide`: Python Patroni 4.1.5 stalls the same way). Seed 52 with
+/// faults every 6 s ends leaderless: see the trace for the node on an
+/// older timeline that is ahead in WAL of the nodes on the current one.
+#[test]
+#[ignore]
+fn check_timeline_stall_example() {
+    let mut plan = Plan::new(52);
+    plan.fault_every = 6_000;
+    plan.strict_liveness = true;
+    plan.trace_len = 300;
+    let (_, result) = run(plan);
+    result.unwrap_or_else(|r| panic!("{r}"));
+}
+
 /// `SIM_SEED=n cargo test --lib ha::sim::tests::one_seed -- --ignored
 /// --nocapture`: replay one run and print its trace.
 #[test]
