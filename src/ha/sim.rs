@@ -443,18 +443,7 @@ impl Sim {
     /// Run to the end; `Err` carries the failure report.
     pub fn run(&mut self) -> Result<(), String> {
         let end = self.plan.fault_end + self.plan.quiet;
-        while let Some(Reverse((at, _, ev))) = self.queue.pop() {
-            if at > end || self.events >= self.plan.max_events {
-                break;
-            }
-            self.advance(at);
-            self.events += 1;
-            self.handle(ev).map_err(|e| self.report(&e))?;
-            self.check_safety().map_err(|e| self.report(&e))?;
-        }
-        if self.now < end && self.events < self.plan.max_events {
-            self.advance(end);
-        }
+        self.run_until(end)?;
         if self.now >= end {
             match self.check_liveness() {
                 Ok(()) => {}
@@ -463,6 +452,27 @@ impl Sim {
                 }
                 Err(e) => return Err(self.report(&e)),
             }
+        }
+        Ok(())
+    }
+
+    /// Handle every event due up to `until`, checking safety after each,
+    /// then move the clock to `until` (unless the event budget ran out).
+    pub fn run_until(&mut self, until: i64) -> Result<(), String> {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > until || self.events >= self.plan.max_events {
+                break;
+            }
+            let Some(Reverse((at, _, ev))) = self.queue.pop() else {
+                break;
+            };
+            self.advance(at);
+            self.events += 1;
+            self.handle(ev).map_err(|e| self.report(&e))?;
+            self.check_safety().map_err(|e| self.report(&e))?;
+        }
+        if self.events < self.plan.max_events {
+            self.advance(until);
         }
         Ok(())
     }

@@ -53,6 +53,64 @@ fn quiet_cluster_bootstraps_one_leader_and_replicas() {
     }
 }
 
+/// The leader's host is lost with no other fault: once its key expires
+/// (at most `ttl` after it died), the next cycle of a replica that streams
+/// closely takes over, so a new primary holds the key within `ttl +
+/// loop_wait + jitter` and a little DCS time; and it is one of the
+/// replicas that were closest.
+#[test]
+fn lost_leader_is_replaced_within_ttl_and_a_cycle() {
+    let mut checked = 0;
+    for seed in 0..60 {
+        let mut plan = Plan::new(seed);
+        plan.fault_start = i64::MAX / 4;
+        plan.fault_end = i64::MAX / 4;
+        let t = plan.timing;
+        let mut sim = Sim::new(plan);
+        sim.run_until(60_000).unwrap_or_else(|r| panic!("{r}"));
+        let old = sim.dcs.leader_owner(sim.now).map(str::to_owned);
+        let Some(i) = sim.nodes.iter().position(|n| Some(&n.name) == old.as_ref()) else {
+            panic!("{}", sim.report("no leader after a minute without faults"));
+        };
+        let close = sim
+            .nodes
+            .iter()
+            .any(|n| n.name != sim.nodes[i].name && !n.nofailover && n.lag <= 64_000);
+        if !close {
+            continue;
+        }
+        checked += 1;
+        sim.kill(i);
+        sim.pg_crash(i);
+        let lost = sim.now;
+        let bound = lost + t.ttl + t.loop_wait + t.jitter + 1_000;
+        let mut new_leader = None;
+        while sim.now < bound && new_leader.is_none() {
+            sim.run_until(sim.now + 100)
+                .unwrap_or_else(|r| panic!("{r}"));
+            new_leader = sim
+                .dcs
+                .leader_owner(sim.now)
+                .map(str::to_owned)
+                .filter(|l| {
+                    sim.nodes
+                        .iter()
+                        .any(|n| &n.name == l && n.pg.running && n.pg.primary)
+                });
+        }
+        let Some(l) = new_leader else {
+            panic!("{}", sim.report("no new primary within ttl + loop_wait"));
+        };
+        let winner = sim.nodes.iter().find(|n| n.name == l).map(|n| n.lag);
+        assert!(
+            winner.is_some_and(|lag| lag <= 64_000),
+            "{}",
+            sim.report("a lagging replica won over a close one")
+        );
+    }
+    assert!(checked > 20, "only {checked} runs had a close replica");
+}
+
 /// With `loop_wait + 2 * retry_timeout` past `ttl`, a primary cut from
 /// the DCS keeps writing after its key expired: the one-writer check must
 /// catch it in some run.
