@@ -78,16 +78,18 @@ pub(super) struct Timing {
 }
 
 impl Timing {
-    /// Safe for this executor: between a leader's last successful
-    /// refresh and its demotion lie at most four DCS calls (its `/status`
-    /// and member writes, the next cluster read, the next refresh), or one
-    /// `loop_wait` plus two calls when its cycles are short; with each
-    /// call giving up at `retry_timeout`, both stay below `ttl`.
+    /// Safe for this executor. After a leader's last successful refresh
+    /// its cycle may still sleep until a scheduled switchover (up to
+    /// `loop_wait`, decided after the refresh, as in Patroni), wait for
+    /// the peers (2 s), and write `/status` and its member key; then the
+    /// next cycle reads the cluster and refreshes. With every DCS call
+    /// giving up at `retry_timeout`, `loop_wait + 2 s + 4 * retry_timeout
+    /// + jitter` must stay below `ttl`: 28.9 s here.
     pub fn safe() -> Timing {
         Timing {
             ttl: 30_000,
             loop_wait: 10_000,
-            retry_timeout: 7_000,
+            retry_timeout: 4_000,
             jitter: 900,
             call_slack: 0,
         }
@@ -222,6 +224,9 @@ enum Pending {
     Query(crate::ha::decide::Query, Outcome),
     /// `SleepUntil`.
     Sleep,
+    /// The peers' `/patroni` answers, known once the slowest returns (a
+    /// peer that cannot be reached costs the 2 s timeout).
+    Peers(Vec<crate::ha::race::PeerStatus>),
     /// The writes after the decision: `/status` (and `/history`) for a
     /// leader, then the member key, each a DCS call of its own.
     Publish { leader: bool },

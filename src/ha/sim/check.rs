@@ -8,11 +8,12 @@
 //!   lease has not expired": Patroni's argument is timing, not fencing. A
 //!   leader refreshes the key every cycle; a leader that cannot (DCS cut,
 //!   slow, or the key taken) demotes in the cycle that finds out. Between
-//!   its last successful refresh and that demotion lie at most its
-//!   `/status` and member writes, the rest of `loop_wait` plus jitter, the
-//!   next cluster read and the next refresh, each DCS call bounded by
-//!   `retry_timeout`: at most `max(loop_wait + jitter + 2 * retry_timeout,
-//!   4 * retry_timeout + jitter)`. With that below `ttl`
+//!   its last successful refresh and that demotion lie at most: the wait
+//!   for a scheduled switchover that `decide` asks after the refresh (up
+//!   to `loop_wait`), the peers' timeout, its `/status` and member writes,
+//!   the rest of `loop_wait` plus jitter, the next cluster read and the
+//!   next refresh, each DCS call bounded by `retry_timeout`. With that
+//!   below `ttl`
 //!   ([`super::Timing::safe`]) the old primary is down before the key
 //!   expires, and nobody else can take the key, hence promote, before it
 //!   expires. (A daemon that dies while its PostgreSQL keeps running

@@ -15,6 +15,8 @@ use crate::model::Cluster;
 
 /// Questions one cycle may ask before the executor gives up (as cycle.rs).
 const MAX_QUERIES: usize = 8;
+/// The peers' API timeout (`daemon/peers.rs`), in milliseconds.
+const PEER_TIMEOUT: i64 = 2_000;
 
 impl Sim {
     fn me(&self, i: usize) -> Me {
@@ -130,6 +132,7 @@ impl Sim {
             }
             Pending::Query(q, outcome) => self.apply_query(i, q, outcome, &mut cycle),
             Pending::Sleep => cycle.facts.slept = true,
+            Pending::Peers(peers) => cycle.facts.peers = Some(peers),
             Pending::Publish { leader } => {
                 if !cut {
                     if leader {
@@ -207,8 +210,15 @@ impl Sim {
                     cycle.queries += 1;
                     match q {
                         Query::FetchPeerStatuses(names) => {
-                            let peers = self.peer_statuses(i, &cycle.cluster, &names);
-                            cycle.facts.peers = Some(peers);
+                            let (peers, timed_out) = self.peer_statuses(i, &cycle.cluster, &names);
+                            let delay = if timed_out {
+                                PEER_TIMEOUT
+                            } else {
+                                self.rng.range(1, 20)
+                            };
+                            cycle.pending = Pending::Peers(peers);
+                            self.park(i, cycle, delay);
+                            return Ok(());
                         }
                         Query::CurrentTime => cycle.facts.now = Some(self.clock(self.now)),
                         Query::SleepUntil(at) => {
@@ -243,9 +253,21 @@ impl Sim {
     }
 
     /// `GET /patroni` on each named member, answered by the simulated
-    /// node when its daemon runs and the network lets the call through.
-    fn peer_statuses(&self, i: usize, cluster: &Cluster, names: &[String]) -> Vec<PeerStatus> {
-        names
+    /// node when its daemon runs and the network lets the call through;
+    /// true when some call hit the network and waited for its timeout.
+    fn peer_statuses(
+        &self,
+        i: usize,
+        cluster: &Cluster,
+        names: &[String],
+    ) -> (Vec<PeerStatus>, bool) {
+        let timed_out = names.iter().any(|name| {
+            self.nodes
+                .iter()
+                .position(|n| &n.name == name)
+                .is_some_and(|j| !self.linked(i, j))
+        });
+        let statuses = names
             .iter()
             .filter_map(|name| {
                 let member = cluster.member(name)?;
@@ -258,7 +280,8 @@ impl Sim {
                     None => PeerStatus::unknown(member),
                 })
             })
-            .collect()
+            .collect();
+        (statuses, timed_out)
     }
 
     /// A node's `/patroni` answer (without a WAL object when PostgreSQL

@@ -153,14 +153,14 @@ fn default_timing_is_not_enough_when_writes_hang() {
 }
 
 /// Even with `Timing::safe`, a DCS client that gives up later than
-/// `retry_timeout` (etcd v2 allows 500 ms more; up to 8 s here, to be found
+/// `retry_timeout` (etcd v2 allows 500 ms more; up to 16 s here, to be found
 /// in few runs) eats the margin.
 #[test]
 fn client_deadline_past_retry_timeout_is_caught() {
     let found = (0..300).any(|seed| {
         let mut plan = Plan::new(seed);
         plan.timing = Timing {
-            call_slack: 8_000,
+            call_slack: 16_000,
             ..Timing::safe()
         };
         plan.fault_every = 4_000;
@@ -184,6 +184,33 @@ fn check_timeline_stall_example() {
     plan.fault_every = 6_000;
     plan.strict_liveness = true;
     plan.trace_len = 300;
+    let (_, result) = run(plan);
+    result.unwrap_or_else(|r| panic!("{r}"));
+}
+
+/// Replay of a split brain at ttl 30 s, loop_wait 10 s, retry_timeout
+/// 7 s (`loop_wait + 2 * retry_timeout` = 24 s, well inside the ttl).
+/// n0 refreshes at 192.2 s, then, in the same cycle, `decide` asks it to
+/// sleep 9.6 s until a scheduled switchover is due (Patroni's
+/// `should_run_scheduled_action` sleeps after `update_lock` too), the
+/// peers time out (n0 is cut from them since 166.8 s) and it stays
+/// leader; its `/status` and member writes hang (cut from the DCS since
+/// 193.6 s), the next cluster read hangs: it is still primary when its
+/// key expires at 222.2 s and n2, which cannot reach it, promotes at
+/// 223.3 s.
+/// Not a deviation from Patroni, which has the same order; the lesson is
+/// for the executor: a leader's writes and sleeps after its refresh count
+/// against the ttl too.
+#[test]
+#[ignore]
+fn switchover_sleep_after_refresh_stretches_the_lease() {
+    let mut plan = Plan::new(3411);
+    plan.fault_every = 6_000;
+    plan.timing = Timing {
+        retry_timeout: 7_000,
+        ..Timing::safe()
+    };
+    plan.trace_len = 60;
     let (_, result) = run(plan);
     result.unwrap_or_else(|r| panic!("{r}"));
 }
