@@ -9,7 +9,7 @@ use crate::config::value::python_float_repr;
 use crate::model::json::spaced;
 use crate::model::{Cluster, Member};
 
-use super::status::{NodeStatus, Xlog, POSTGRES_STATES};
+use super::status::{json_truthy, NodeStatus, Xlog, POSTGRES_STATES};
 
 /// The status object shared by `/patroni` and every health check, fields in
 /// Patroni's order.
@@ -66,8 +66,9 @@ pub fn status_object(s: &NodeStatus) -> Map<String, Value> {
         r.insert("failsafe_mode_is_active".into(), json!(true));
     }
     r.insert("dcs_last_seen".into(), json!(s.dcs_last_seen));
-    if !s.effective_tags.is_empty() {
-        r.insert("tags".into(), Value::Object(s.effective_tags.clone()));
+    let tags = filter_tags(&s.effective_tags);
+    if !tags.is_empty() {
+        r.insert("tags".into(), Value::Object(tags));
     }
     if let Some(sysid) = s
         .database_system_identifier
@@ -102,6 +103,26 @@ pub fn status_object(s: &NodeStatus) -> Map<String, Value> {
         }
     }
     r
+}
+
+/// The tags a node shows (in `/patroni` and its member key), as Patroni's
+/// `Tags._filter_tags`: the switch-like tags `clonefrom`, `nofailover`,
+/// `noloadbalance`, `nosync` and `nostream` appear only when truthy
+/// (Python truthiness: `"false"` is a set tag), except that `nofailover`
+/// stays next to `failover_priority` and `nosync` next to `sync_priority`
+/// (the pair is needed to see a contradiction). Other tags always appear.
+pub fn filter_tags(tags: &Map<String, Value>) -> Map<String, Value> {
+    tags.iter()
+        .filter(|(tag, value)| {
+            !matches!(
+                tag.as_str(),
+                "clonefrom" | "nofailover" | "noloadbalance" | "nosync" | "nostream"
+            ) || json_truthy(value)
+                || (tag.as_str() == "nofailover" && tags.contains_key("failover_priority"))
+                || (tag.as_str() == "nosync" && tags.contains_key("sync_priority"))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// `GET /patroni` and the health-check body.

@@ -151,3 +151,29 @@ fn config_and_failsafe_need_their_keys() {
         r#"[[1, 100, "no recovery target specified", "2026-11-22T01:21:26.702833+00:00", "node2"]]"#
     );
 }
+
+#[test]
+fn switch_like_tags_show_only_when_set_as_patroni_filters_them() {
+    let tags: Map<String, Value> = serde_json::from_str(
+        r#"{"clonefrom": false, "noloadbalance": false, "new_tag": "new_value", "nostream": "false",
+            "nosync": 0, "sync_priority": 1, "nofailover": false, "zero": 0}"#,
+    )
+    .expect("json");
+    let shown = filter_tags(&tags);
+    assert_eq!(
+        Value::Object(shown),
+        json!({"new_tag": "new_value", "nostream": "false", "nosync": 0, "sync_priority": 1, "zero": 0})
+    );
+    // What the acceptance suite compares with == after adding one tag to a
+    // config whose other tags are all false.
+    let mut s = NodeStatus::new("batman", "postgres-0");
+    s.effective_tags = serde_json::from_str(
+        r#"{"clonefrom": false, "new_tag": "new_value", "noloadbalance": false}"#,
+    )
+    .expect("json");
+    let body: Value = serde_json::from_str(&status_body(&s)).expect("body");
+    assert_eq!(body["tags"], json!({"new_tag": "new_value"}));
+    s.effective_tags = serde_json::from_str(r#"{"nofailover": false}"#).expect("json");
+    let body: Value = serde_json::from_str(&status_body(&s)).expect("body");
+    assert!(body.get("tags").is_none(), "{body}");
+}
