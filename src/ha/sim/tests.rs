@@ -174,13 +174,13 @@ fn client_deadline_past_retry_timeout_is_caught() {
 }
 
 /// Patroni's `check_timeline` stall, kept as a replayable example (not a
-/// bug of `decide`: Python Patroni 4.1.5 stalls the same way). Seed 52 with
+/// bug of `decide`: Python Patroni 4.1.5 stalls the same way). Seed 676 with
 /// faults every 6 s ends leaderless: see the trace for the node on an
 /// older timeline that is ahead in WAL of the nodes on the current one.
 #[test]
 #[ignore]
 fn check_timeline_stall_example() {
-    let mut plan = Plan::new(52);
+    let mut plan = Plan::new(676);
     plan.fault_every = 6_000;
     plan.strict_liveness = true;
     plan.trace_len = 300;
