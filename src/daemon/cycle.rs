@@ -58,6 +58,7 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => return self.dcs_unreachable(e).await,
         };
+        self.adopt_global_settings(&cluster);
         if self.sysid.is_none() && !self.pg.data_directory_empty() {
             self.sysid = self
                 .pg
@@ -86,8 +87,35 @@ impl Daemon {
             self.leader_housekeeping().await;
         }
         self.pg.seen_running = pg.running;
+        if !self.is_leader || self.cfg.ha.paused {
+            self.fence.disarm();
+        }
         self.touch_member(&pg).await;
         message
+    }
+
+    /// The global flags Patroni reads from `/config` itself rather than
+    /// from the effective configuration (`global_config`): pause,
+    /// synchronous mode, failsafe, the lag limit, standby cluster.
+    fn adopt_global_settings(&mut self, cluster: &Cluster) {
+        if cluster.config.is_none() {
+            return;
+        }
+        let global = crate::api::status::GlobalView::from_cluster(cluster);
+        let ha = &mut self.cfg.ha;
+        ha.paused = global.is_paused();
+        ha.synchronous_mode = global.is_synchronous_mode();
+        ha.standby_cluster = global.is_standby_cluster();
+        ha.maximum_lag_on_failover = global.maximum_lag_on_failover();
+        let flag = |key: &str| {
+            cluster
+                .config
+                .as_ref()
+                .and_then(|c| c.data.get(key))
+                .is_some_and(crate::api::status::json_truthy)
+        };
+        ha.failsafe_mode = flag("failsafe_mode");
+        ha.check_timeline = flag("check_timeline");
     }
 
     /// Ask `decide` until it decides, answering its questions.
@@ -103,6 +131,21 @@ impl Daemon {
             match decide(&cluster, &me, pg, &settings, &facts) {
                 Step::Query(q) => self.answer(q, &mut cluster, &mut facts).await,
                 Step::Done(decision) => {
+                    // Patroni runs these in the background and logs the
+                    // cycle's message first; keep that order in the log.
+                    let long = decision.actions.iter().any(|a| {
+                        matches!(
+                            a,
+                            Action::Bootstrap
+                                | Action::CreateReplica { .. }
+                                | Action::CreateReplicaWithoutLeader
+                        )
+                    });
+                    if long {
+                        log::info!(target: "patroni.ha", "{}", decision.message);
+                        self.execute(&decision.actions, &cluster).await?;
+                        return Ok(String::new());
+                    }
                     self.execute(&decision.actions, &cluster).await?;
                     return Ok(decision.message);
                 }
@@ -119,6 +162,7 @@ impl Daemon {
     async fn answer(&mut self, q: Query, cluster: &mut Arc<Cluster>, facts: &mut Facts) {
         match q {
             Query::RefreshLock => {
+                let started = tokio::time::Instant::now();
                 let ok = match self.dcs.update_leader(cluster).await {
                     Ok(ok) => ok,
                     Err(e) => {
@@ -127,12 +171,16 @@ impl Daemon {
                     }
                 };
                 self.is_leader = ok;
+                if ok {
+                    self.lease_renewed(started);
+                }
                 facts.lock_refreshed = Some(ok);
             }
             Query::FetchPeerStatuses(names) => {
                 facts.peers = Some(peers::fetch_statuses(&self.http, cluster, &names).await);
             }
             Query::AcquireLock => {
+                let started = tokio::time::Instant::now();
                 let ok = match self.dcs.attempt_to_acquire_leader().await {
                     Ok(ok) => ok,
                     Err(e) => {
@@ -144,6 +192,9 @@ impl Daemon {
                     log::info!(target: "patroni.ha", "Got response from the DCS: the leader key is ours");
                 }
                 self.is_leader = ok;
+                if ok {
+                    self.lease_renewed(started);
+                }
                 facts.lock_acquired = Some(ok);
             }
             Query::ReloadCluster(pending) => {
@@ -224,6 +275,16 @@ impl Daemon {
     }
 
     async fn promote(&mut self, cluster: &Arc<Cluster>) -> Result<(), LocalError> {
+        // Physical slots can be created on a standby: make the members'
+        // slots before promoting, so that a member that follows us at once
+        // (the former leader after a switchover) finds its slot.
+        if self.cfg.use_slots {
+            if let Err(e) =
+                slots::sync_member_slots(&self.pg.monitor, cluster, &self.cfg.name).await
+            {
+                log::warn!(target: "patroni.ha", "creating member slots before promote failed: {e}");
+            }
+        }
         self.pg.promote().await?;
         let monitor = &self.pg.monitor;
         let promoted = wait_until(self.cfg.pg_ctl_timeout, || async {
@@ -308,6 +369,7 @@ impl Daemon {
                 log::warn!(target: "patroni.ha", "failed to write /status: {e}");
             }
         }
+        self.fence.disarm();
         match self.dcs.delete_leader().await {
             Ok(true) => log::info!(target: "patroni.ha", "Leader key released"),
             Ok(false) => {}
@@ -539,7 +601,9 @@ impl Daemon {
             tags: crate::model::Tags(&self.cfg.tags).filtered(),
             wal,
             timeline: pg.timeline,
-            scheduled_restart: self.scheduled_restart_view(),
+            scheduled_restart: self.scheduled_restart.clone(),
+            pending_restart_reason: self.pg.pending_restart_reason.clone(),
+            pause: self.cfg.ha.paused,
             ..MemberStatus::default()
         };
         let cluster = self.cluster.clone();
@@ -602,6 +666,59 @@ impl Daemon {
             (Role::Replica, source_for(&cluster, following.as_deref()))
         };
         self.pg.write_files(role, source.as_ref()).await?;
-        self.pg.reload()
+        log::info!(target: "patroni.postgresql.config", "Reloading PostgreSQL configuration.");
+        self.pg.reload()?;
+        // PostgreSQL applies the reload asynchronously (Patroni also waits
+        // a second before asking which parameters wait for a restart).
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        self.refresh_pending_restart().await;
+        Ok(())
+    }
+
+    /// Which parameters PostgreSQL applies only after a restart, with
+    /// their running and configured values (Patroni's
+    /// `pending_restart_reason`).
+    async fn refresh_pending_restart(&mut self) {
+        const SKIP: [&str; 1] = ["hot_standby"];
+        let skip: Vec<String> = SKIP.iter().map(|s| (*s).to_owned()).collect();
+        let rows = self
+            .pg
+            .monitor
+            .query(
+                "SELECT s.name::text, pg_catalog.current_setting(s.name), \
+                 (SELECT f.setting FROM pg_catalog.pg_file_settings f \
+                  WHERE pg_catalog.lower(f.name) = pg_catalog.lower(s.name) \
+                  ORDER BY f.seqno DESC LIMIT 1) \
+                 FROM pg_catalog.pg_settings s \
+                 WHERE pg_catalog.lower(s.name) != ALL($1) AND s.pending_restart",
+                &[&skip],
+            )
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                log::warn!(target: "patroni.postgresql.config", "Exception {e} when running query");
+                return;
+            }
+        };
+        let mut reason = serde_json::Map::new();
+        for row in rows {
+            let (Ok(name), Ok(old)) = (row.try_get::<_, String>(0), row.try_get::<_, String>(1))
+            else {
+                continue;
+            };
+            let new = row
+                .try_get::<_, Option<String>>(2)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "?".to_owned());
+            log::info!(target: "patroni.postgresql.config",
+                "Changed {name} from '{old}' to '{new}' (restart might be required)");
+            let mut diff = serde_json::Map::new();
+            diff.insert("old_value".into(), old.into());
+            diff.insert("new_value".into(), new.into());
+            reason.insert(name, serde_json::Value::Object(diff));
+        }
+        self.pg.pending_restart_reason = reason;
     }
 }

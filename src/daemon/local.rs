@@ -71,6 +71,8 @@ pub struct LocalPostgres {
     /// A start, stop or role change callback was due once (Patroni's
     /// `cb_called`): a later start as replica is a role change.
     cb_called: bool,
+    /// Parameters that wait for a restart: name -> {old_value, new_value}.
+    pub pending_restart_reason: serde_json::Map<String, serde_json::Value>,
     /// When this daemon last started PostgreSQL or pointed it at a new
     /// upstream.
     pub started_at: Option<std::time::Instant>,
@@ -121,6 +123,7 @@ impl LocalPostgres {
             cb_called: false,
             block_callbacks: false,
             started_at: None,
+            pending_restart_reason: serde_json::Map::new(),
         })
     }
 
@@ -280,9 +283,7 @@ impl LocalPostgres {
             starting: self.state == "starting",
             is_primary: info.as_ref().is_some_and(|i| !i.is_in_recovery),
             role: self.role.clone(),
-            timeline: info
-                .as_ref()
-                .and_then(|i| i.timeline.or(i.received_tli).map(i64::from)),
+            timeline: info.as_ref().and_then(ClusterInfo::current_timeline),
             wal_position: info
                 .as_ref()
                 .and_then(ClusterInfo::last_operation)
@@ -325,7 +326,7 @@ impl LocalPostgres {
             ),
             server_version: Some(i64::from(i.server_version)),
             xlog: Some(xlog),
-            timeline: i.timeline.or(i.received_tli).map(i64::from),
+            timeline: i.current_timeline(),
             latest_end_lsn: None,
             replication_state: i.is_in_recovery.then(|| {
                 if i.receiver_status.as_deref() == Some("streaming") {
@@ -435,6 +436,7 @@ impl LocalPostgres {
                 self.postmaster = Some(pm);
                 self.state = "running".to_owned();
                 self.started_at = Some(std::time::Instant::now());
+                self.pending_restart_reason.clear();
                 self.callback(if role_change {
                     CallbackAction::OnRoleChange
                 } else {

@@ -31,6 +31,7 @@ use crate::model::Cluster;
 pub mod callbacks;
 pub mod commands;
 mod cycle;
+mod fence;
 pub mod history;
 pub mod local;
 pub mod node;
@@ -69,6 +70,8 @@ pub struct Daemon {
     /// `POST /restart` with a `schedule`: the request, plus the
     /// postmaster start time it was accepted at.
     scheduled_restart: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Stops PostgreSQL if the leader key may have expired unrefreshed.
+    fence: fence::Fence,
 }
 
 /// Why the daemon could not start.
@@ -150,6 +153,7 @@ impl Daemon {
         s.database_system_identifier = self.sysid.clone();
         s.next_run = self.next_run;
         s.scheduled_restart = self.scheduled_restart_view();
+        s.pending_restart_reason = self.pg.pending_restart_reason.clone();
         s.global_config = self
             .cluster
             .as_ref()
@@ -166,6 +170,25 @@ const STREAMING_POLL: Duration = Duration::from_secs(1);
 const STREAMING_WINDOW: Duration = Duration::from_secs(30);
 
 impl Daemon {
+    /// A refresh (or acquisition) of the leader key that started at
+    /// `started` succeeded: move the fence's deadline.
+    fn lease_renewed(&self, started: tokio::time::Instant) {
+        if self.cfg.ha.paused {
+            self.fence.disarm();
+            return;
+        }
+        let margin = fence::safety_margin(
+            self.cfg
+                .effective
+                .get("watchdog")
+                .and_then(crate::config::Value::as_map)
+                .and_then(|w| w.get("safety_margin"))
+                .and_then(|v| crate::config::units::parse_int(v, Some("s"))),
+            self.cfg.timing.ttl,
+        );
+        self.fence.renewed(started, self.cfg.timing.ttl, margin);
+    }
+
     /// PostgreSQL runs as a replica of someone, was started less than
     /// [`STREAMING_WINDOW`] ago, and its WAL receiver does not stream yet.
     fn awaiting_streaming(&self) -> bool {
@@ -274,6 +297,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         wake: wake.clone(),
         requests: requests_tx,
     });
+    let cfg_data_dir = cfg.data_dir.clone();
     let mut daemon = Daemon {
         config,
         cfg,
@@ -291,6 +315,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         fatal: None,
         stopping: false,
         scheduled_restart: None,
+        fence: fence::Fence::start(cfg_data_dir),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;
@@ -306,7 +331,9 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
     loop {
         let started = Instant::now();
         let message = daemon.run_cycle().await;
-        log::info!(target: "patroni.ha", "{message}");
+        if !message.is_empty() {
+            log::info!(target: "patroni.ha", "{message}");
+        }
         if let Some(reason) = daemon.fatal.take() {
             // PostgreSQL is left as it is, as Patroni's exit does.
             return Err(StartupError::Config(reason));

@@ -154,6 +154,7 @@ impl Daemon {
                     .map_err(dcs_err)?;
             }
         }
+        let started = tokio::time::Instant::now();
         if !self
             .dcs
             .attempt_to_acquire_leader()
@@ -165,6 +166,7 @@ impl Daemon {
             ));
         }
         self.is_leader = true;
+        self.lease_renewed(started);
         self.pg.role = "primary".to_owned();
         log::info!(target: "patroni.ha", "initialized a new cluster");
         Ok(())
@@ -196,8 +198,13 @@ impl Daemon {
         })
         .await;
         match result {
-            Ok(method) => {
-                log::info!(target: "patroni.ha", "replica has been created using {method}");
+            Ok(_) => {
+                let role = if cluster.leader.as_ref().is_some_and(|l| l.name == from) {
+                    "leader"
+                } else {
+                    "replica"
+                };
+                log::info!(target: "patroni.ha", "bootstrapped from {role} '{from}'");
                 self.sysid = None;
                 let leader = cluster.leader.as_ref().map(|l| l.name.clone());
                 let follow = leader.as_deref().unwrap_or(from);
@@ -234,8 +241,8 @@ impl Daemon {
         })
         .await;
         match result {
-            Ok(method) => {
-                log::info!(target: "patroni.ha", "replica has been created using {method}");
+            Ok(_) => {
+                log::info!(target: "patroni.ha", "bootstrapped (without leader)");
                 self.sysid = None;
                 self.pg.start(Role::Replica, None).await
             }

@@ -101,7 +101,7 @@ impl Daemon {
                 reason = Some("postgres version mismatch");
             }
         }
-        if data.contains_key("restart_pending") {
+        if data.contains_key("restart_pending") && self.pg.pending_restart_reason.is_empty() {
             reason = Some("pending restart flag is not set");
         }
         reason
@@ -196,6 +196,9 @@ impl Daemon {
             let _ = reply.send(Some("I am the leader, can not reinitialize".into()));
             return;
         }
+        // patronictl's `reinit --wait` polls for this state right away.
+        self.pg.state = "creating replica".to_owned();
+        self.publish();
         let _ = reply.send(None);
         let from = if from_leader {
             leader

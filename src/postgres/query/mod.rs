@@ -86,6 +86,10 @@ pub struct ClusterInfo {
     pub last_xact_replay_timestamp: Option<DateTime<Utc>>,
     /// The WAL receiver's timeline, once it has received something.
     pub received_tli: Option<u32>,
+    /// In recovery: the timeline of the minimum recovery point, which
+    /// follows replay (a replica's timeline before its WAL receiver
+    /// reports one).
+    pub replay_tli: Option<u32>,
     pub receiver_slot_name: Option<String>,
     pub receiver_conninfo: Option<String>,
     /// `streaming`, `starting`, `waiting`, ...; `None` without a receiver.
@@ -102,6 +106,15 @@ impl ClusterInfo {
             (Some(r), Some(w)) => Some(r.max(w)),
             (r, w) => w.or(r),
         }
+    }
+
+    /// The timeline this member reports: the primary's own; on a replica
+    /// the WAL receiver's, else the one replay is on.
+    pub fn current_timeline(&self) -> Option<i64> {
+        self.timeline
+            .or(self.received_tli)
+            .or(self.replay_tli)
+            .map(i64::from)
     }
 
     /// The position Patroni publishes as this member's `xlog_location`:
@@ -169,7 +182,9 @@ fn cluster_info_sql(server_version: i32) -> String {
          CASE WHEN latest_end_lsn IS NULL THEN NULL ELSE received_tli END, \
          {written}, slot_name, conninfo, status, \
          (extract(epoch FROM pg_catalog.pg_postmaster_start_time()) * 1000000)::bigint, \
-         pg_catalog.current_setting('server_version_num')::int \
+         pg_catalog.current_setting('server_version_num')::int, \
+         CASE WHEN pg_catalog.pg_is_in_recovery() THEN \
+           (SELECT NULLIF(min_recovery_end_timeline, 0) FROM pg_catalog.pg_control_recovery()) END \
          FROM pg_catalog.pg_stat_get_wal_receiver()"
     )
 }
@@ -213,6 +228,7 @@ fn decode_row(row: &Row) -> Result<ClusterInfo, QueryError> {
         receiver_status: col(row, 11)?,
         postmaster_start_time: micros_to_utc(start)?,
         server_version: col(row, 13)?,
+        replay_tli: timeline(col(row, 14)?, "minimum recovery timeline")?,
     })
 }
 
@@ -518,6 +534,7 @@ mod tests {
             replay_paused: false,
             last_xact_replay_timestamp: None,
             received_tli: None,
+            replay_tli: None,
             receiver_slot_name: None,
             receiver_conninfo: None,
             receiver_status: None,
