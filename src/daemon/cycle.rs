@@ -115,6 +115,14 @@ impl Daemon {
                 .is_some_and(crate::api::status::json_truthy)
         };
         ha.failsafe_mode = flag("failsafe_mode");
+        // `primary_start_timeout`, else its old name, else 300 s.
+        let data = cluster.config.as_ref().map(|c| &c.data);
+        ha.primary_start_timeout = ["primary_start_timeout", "master_start_timeout"]
+            .iter()
+            .find_map(|k| data.and_then(|d| d.get(*k)))
+            .map_or(300, |v| {
+                crate::config::units::parse_int(&Value::from_json(v), None).unwrap_or(300)
+            });
         ha.check_timeline = flag("check_timeline");
     }
 

@@ -147,6 +147,9 @@ impl Daemon {
             query: self.pg.pg_query(),
         };
         s.is_leader = self.is_leader;
+        // The API checks this pid on every request, so a postmaster that
+        // died since the last cycle is reported at once.
+        s.postmaster_pid = self.pg.postmaster_pid().and_then(|p| u32::try_from(p).ok());
         s.cluster = self.cluster.clone();
         s.cluster_valid = self.cluster_valid;
         s.dcs_last_seen = self.dcs_last_seen;
