@@ -21,6 +21,10 @@ use super::{epoch_now, peers, slots, Daemon, SHUTDOWN_REPLICA_WAIT};
 const MAX_QUERIES: usize = 8;
 
 impl Daemon {
+    fn nofailover(&self) -> bool {
+        crate::model::Tags(&self.cfg.tags).nofailover()
+    }
+
     fn me(&self) -> Me {
         Me {
             name: self.cfg.name.clone(),
@@ -287,8 +291,13 @@ impl Daemon {
         // slots before promoting, so that a member that follows us at once
         // (the former leader after a switchover) finds its slot.
         if self.cfg.use_slots {
-            if let Err(e) =
-                slots::sync_member_slots(&self.pg.monitor, cluster, &self.cfg.name).await
+            if let Err(e) = slots::sync_member_slots(
+                &self.pg.monitor,
+                cluster,
+                &self.cfg.name,
+                self.nofailover(),
+            )
+            .await
             {
                 log::warn!(target: "patroni.ha", "creating member slots before promote failed: {e}");
             }
@@ -503,7 +512,14 @@ impl Daemon {
             ..Status::default()
         };
         if self.cfg.use_slots {
-            match slots::sync_member_slots(&self.pg.monitor, &cluster, &self.cfg.name).await {
+            match slots::sync_member_slots(
+                &self.pg.monitor,
+                &cluster,
+                &self.cfg.name,
+                self.nofailover(),
+            )
+            .await
+            {
                 Ok(found) => {
                     let mut map = serde_json::Map::new();
                     for (name, lsn) in found {

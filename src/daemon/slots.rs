@@ -1,16 +1,23 @@
-//! Physical replication slots for members (`use_slots`), kept by the
-//! primary: one per member that streams from it, named after the member,
-//! created with its WAL reserved at once; slots of members that left are
-//! dropped once inactive. Their positions go to `/status`.
+//! Replication slots kept by the primary (`use_slots`):
+//!
+//! - one physical slot per member that may stream from it, named after the
+//!   member and created with its WAL reserved at once. As in Patroni 4
+//!   (`member_slots_ttl` > 0), that is every other member except
+//!   `nostream` ones, cascaded members included, so that they can fail
+//!   over to us; a `nofailover` node keeps only the slots of the members
+//!   that replicate from it;
+//! - the permanent slots of `/config` `slots` (physical, or logical with
+//!   `database` and `plugin`);
+//! - physical slots that are neither are dropped once inactive.
+//!
+//! Every slot's position goes to `/status`.
 
 use crate::model::{Cluster, Tags};
 use crate::postgres::query::{PgMonitor, QueryError};
 use crate::postgres::slot_name_from_member_name;
 
-/// The slot names the primary `me` keeps for the members of `cluster`:
-/// every other member except `nostream` ones and those that replicate
-/// from another member (`replicatefrom`), whose upstream keeps theirs.
-pub fn member_slots(cluster: &Cluster, me: &str) -> Vec<String> {
+/// The member slot names the node `me` keeps for the members of `cluster`.
+pub fn member_slots(cluster: &Cluster, me: &str, me_nofailover: bool) -> Vec<String> {
     let mut names: Vec<String> = cluster
         .members
         .iter()
@@ -18,7 +25,7 @@ pub fn member_slots(cluster: &Cluster, me: &str) -> Vec<String> {
         .filter(|m| {
             let own = m.tags();
             let tags = Tags(&own);
-            !tags.nostream() && tags.replicatefrom().is_none_or(|r| r == me)
+            !tags.nostream() && (!me_nofailover || tags.replicatefrom() == Some(me))
         })
         .map(|m| slot_name_from_member_name(&m.name))
         .collect();
@@ -27,63 +34,112 @@ pub fn member_slots(cluster: &Cluster, me: &str) -> Vec<String> {
     names
 }
 
-/// The names permanent slots use (`slots` in `/config`): never dropped.
-fn permanent_slots(cluster: &Cluster) -> Vec<String> {
-    cluster
+/// A permanent slot from `/config` `slots`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermanentSlot {
+    pub name: String,
+    /// `Some((database, plugin))` for a logical slot.
+    pub logical: Option<(String, String)>,
+}
+
+/// The permanent slots of `/config` (`slots`), as Patroni reads them: a
+/// logical slot needs `database` and `plugin`; anything else is physical.
+pub fn permanent_slots(cluster: &Cluster) -> Vec<PermanentSlot> {
+    let Some(slots) = cluster
         .config
         .as_ref()
         .and_then(|c| c.data.get("slots"))
         .and_then(serde_json::Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+    else {
+        return Vec::new();
+    };
+    slots
+        .iter()
+        .map(|(name, spec)| {
+            let text = |k: &str| {
+                spec.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            let logical = match text("type").as_deref() {
+                Some("logical") => text("database").zip(text("plugin")),
+                _ => None,
+            };
+            PermanentSlot {
+                name: name.clone(),
+                logical,
+            }
+        })
+        .collect()
 }
 
-/// Create missing member slots and drop physical slots of departed
-/// members. Returns `(slot, restart_lsn)` of every physical slot after.
+fn decode(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Decode(e.to_string())
+}
+
+/// Create the missing member and permanent slots and drop physical slots
+/// nobody needs. Returns `(slot, lsn)` of every slot afterwards (restart
+/// LSN of physical slots, confirmed flush LSN of logical ones).
 pub async fn sync_member_slots(
     monitor: &PgMonitor,
     cluster: &Cluster,
     me: &str,
+    me_nofailover: bool,
 ) -> Result<Vec<(String, i64)>, QueryError> {
-    let wanted = member_slots(cluster, me);
+    let wanted = member_slots(cluster, me, me_nofailover);
     let permanent = permanent_slots(cluster);
     let rows = monitor
         .query(
-            "SELECT slot_name::text, active, \
-             pg_catalog.pg_wal_lsn_diff(restart_lsn, '0/0')::bigint \
-             FROM pg_catalog.pg_replication_slots WHERE slot_type = 'physical'",
+            "SELECT slot_name::text, active, slot_type::text \
+             FROM pg_catalog.pg_replication_slots",
             &[],
         )
         .await?;
     let mut existing = Vec::new();
     for row in &rows {
-        let name: String = row
-            .try_get(0)
-            .map_err(|e| QueryError::Decode(e.to_string()))?;
-        let active: bool = row
-            .try_get(1)
-            .map_err(|e| QueryError::Decode(e.to_string()))?;
-        let lsn: Option<i64> = row
-            .try_get(2)
-            .map_err(|e| QueryError::Decode(e.to_string()))?;
-        existing.push((name, active, lsn));
+        let name: String = row.try_get(0).map_err(decode)?;
+        let active: bool = row.try_get(1).map_err(decode)?;
+        let kind: String = row.try_get(2).map_err(decode)?;
+        existing.push((name, active, kind));
     }
-    for name in &wanted {
-        if !existing.iter().any(|(n, _, _)| n == name) {
+    let exists = |name: &str| existing.iter().any(|(n, _, _)| n == name);
+    let physical_wanted = wanted.iter().cloned().chain(
+        permanent
+            .iter()
+            .filter(|p| p.logical.is_none())
+            .map(|p| p.name.clone()),
+    );
+    for name in physical_wanted {
+        if !exists(&name) {
             monitor
                 .query(
                     "SELECT pg_catalog.pg_create_physical_replication_slot($1, true) \
                      WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots \
                      WHERE slot_name = $1)",
-                    &[name],
+                    &[&name],
                 )
                 .await?;
             log::info!(target: "patroni.postgresql.slots", "Created physical replication slot '{name}'");
         }
     }
+    for slot in &permanent {
+        let Some((database, plugin)) = &slot.logical else {
+            continue;
+        };
+        if exists(&slot.name) {
+            continue;
+        }
+        if let Err(e) = create_logical_slot(monitor, &slot.name, database, plugin).await {
+            log::error!(target: "patroni.postgresql.slots",
+                "Failed to create logical replication slot '{}' plugin='{plugin}': {e}", slot.name);
+        }
+    }
     let own = slot_name_from_member_name(me);
-    for (name, active, _) in &existing {
-        let keep = wanted.contains(name) || permanent.contains(name) || *name == own;
+    for (name, active, kind) in &existing {
+        let keep = kind != "physical"
+            || wanted.contains(name)
+            || permanent.iter().any(|p| &p.name == name)
+            || *name == own;
         if !keep && !active {
             monitor
                 .query(
@@ -98,22 +154,43 @@ pub async fn sync_member_slots(
     }
     let rows = monitor
         .query(
-            "SELECT slot_name::text, \
-             COALESCE(pg_catalog.pg_wal_lsn_diff(restart_lsn, '0/0')::bigint, 0) \
-             FROM pg_catalog.pg_replication_slots WHERE slot_type = 'physical'",
+            "SELECT slot_name::text, COALESCE(pg_catalog.pg_wal_lsn_diff( \
+             CASE WHEN slot_type = 'logical' THEN confirmed_flush_lsn ELSE restart_lsn END, \
+             '0/0')::bigint, 0) FROM pg_catalog.pg_replication_slots",
             &[],
         )
         .await?;
     rows.iter()
         .map(|r| {
             Ok((
-                r.try_get::<_, String>(0)
-                    .map_err(|e| QueryError::Decode(e.to_string()))?,
-                r.try_get::<_, i64>(1)
-                    .map_err(|e| QueryError::Decode(e.to_string()))?,
+                r.try_get::<_, String>(0).map_err(decode)?,
+                r.try_get::<_, i64>(1).map_err(decode)?,
             ))
         })
         .collect()
+}
+
+/// `pg_create_logical_replication_slot` in `database` (a logical slot
+/// belongs to one database, so it is made over a connection to it).
+async fn create_logical_slot(
+    monitor: &PgMonitor,
+    name: &str,
+    database: &str,
+    plugin: &str,
+) -> Result<(), QueryError> {
+    let mut params = monitor.params().clone();
+    params.dbname = database.to_owned();
+    let conn = PgMonitor::new(params, Default::default());
+    conn.query(
+        "SELECT pg_catalog.pg_create_logical_replication_slot($1, $2) \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)",
+        &[&name, &plugin],
+    )
+    .await?;
+    conn.close().await;
+    log::info!(target: "patroni.postgresql.slots",
+        "Created logical replication slot '{name}' plugin='{plugin}' in database '{database}'");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,6 +235,30 @@ mod tests {
                 r#"{"conn_url":"postgres://e:1/postgres","api_url":"http://e:2/patroni","tags":{"replicatefrom":"node1"}}"#,
             ),
         ]);
-        assert_eq!(member_slots(&c, "node1"), vec!["node5", "node_2"]);
+        assert_eq!(
+            member_slots(&c, "node1", false),
+            vec!["node4", "node5", "node_2"]
+        );
+        assert_eq!(member_slots(&c, "node1", true), vec!["node5"]);
+    }
+
+    #[test]
+    fn permanent_slots_from_config() {
+        let keys = ["config"];
+        let value = r#"{"slots":{"p":{"type":"physical"},"l":{"type":"logical","database":"postgres","plugin":"test_decoding"},"bad":{"type":"logical"}}}"#;
+        let c = Cluster::from_raw_nodes(keys.iter().map(|k| RawNode {
+            key: k,
+            value,
+            version: Some(1),
+            session: None,
+        }));
+        let got = permanent_slots(&c);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].logical, None);
+        assert_eq!(
+            got[1].logical,
+            Some(("postgres".to_owned(), "test_decoding".to_owned()))
+        );
+        assert_eq!(got[2].logical, None);
     }
 }
