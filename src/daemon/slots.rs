@@ -55,20 +55,33 @@ pub fn permanent_slots(cluster: &Cluster) -> Vec<PermanentSlot> {
     };
     slots
         .iter()
-        .map(|(name, spec)| {
+        .filter_map(|(name, spec)| {
             let text = |k: &str| {
                 spec.get(k)
                     .and_then(serde_json::Value::as_str)
                     .map(str::to_owned)
             };
-            let logical = match text("type").as_deref() {
-                Some("logical") => text("database").zip(text("plugin")),
-                _ => None,
+            let bad = || {
+                log::error!(target: "patroni.dcs", "Bad value for slot '{name}' in permanent_slots: {spec}");
             };
-            PermanentSlot {
+            let logical = match text("type").as_deref() {
+                None | Some("physical") => None,
+                Some("logical") => match text("database").zip(text("plugin")) {
+                    Some(dp) => Some(dp),
+                    None => {
+                        bad();
+                        return None;
+                    }
+                },
+                Some(_) => {
+                    bad();
+                    return None;
+                }
+            };
+            Some(PermanentSlot {
                 name: name.clone(),
                 logical,
-            }
+            })
         })
         .collect()
 }
@@ -253,12 +266,15 @@ mod tests {
             session: None,
         }));
         let got = permanent_slots(&c);
-        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got.len(),
+            2,
+            "a logical slot without database and plugin is skipped"
+        );
         assert_eq!(got[0].logical, None);
         assert_eq!(
             got[1].logical,
             Some(("postgres".to_owned(), "test_decoding".to_owned()))
         );
-        assert_eq!(got[2].logical, None);
     }
 }
