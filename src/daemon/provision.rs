@@ -172,87 +172,68 @@ impl Daemon {
         Ok(())
     }
 
+    /// Run the replica creation methods, copying from `source` (`None`:
+    /// only the methods that work without a primary), with the state
+    /// `creating replica` published meanwhile.
+    async fn run_replica_methods(
+        &mut self,
+        source: Option<&crate::postgres::ReplicationSource>,
+    ) -> Result<(), String> {
+        self.pg.state = "creating replica".to_owned();
+        self.publish();
+        let commands = PgCommands::from_config(&self.cfg.postgresql);
+        let pg_version = self.pg.binary_version().await.map_err(|e| e.to_string())?;
+        let result = create_replica(&ReplicaInput {
+            data_dir: &self.cfg.data_dir,
+            commands: &commands,
+            scope: &self.cfg.scope,
+            postgresql: &self.cfg.postgresql,
+            methods: None,
+            source,
+            replication: self.cfg.auth("replication"),
+            pgpass: &self.pgpass_path(),
+            pg_version,
+            retry_sleep: crate::postgres::replica::BASEBACKUP_RETRY_SLEEP,
+            run_as: None,
+        })
+        .await;
+        if let Err(e) = result {
+            self.pg.state = "stopped".to_owned();
+            return Err(e.to_string());
+        }
+        self.sysid = None;
+        Ok(())
+    }
+
     /// Copy a replica from `from` and start it.
     pub(super) async fn create_replica(
         &mut self,
         cluster: &Arc<Cluster>,
         from: &str,
     ) -> Result<(), LocalError> {
-        self.pg.state = "creating replica".to_owned();
-        self.publish();
         let source = source_for(cluster, Some(from));
-        let commands = PgCommands::from_config(&self.cfg.postgresql);
-        let pg_version = self.pg.binary_version().await?;
-        let result = create_replica(&ReplicaInput {
-            data_dir: &self.cfg.data_dir,
-            commands: &commands,
-            scope: &self.cfg.scope,
-            postgresql: &self.cfg.postgresql,
-            methods: None,
-            source: source.as_ref(),
-            replication: self.cfg.auth("replication"),
-            pgpass: &self.pgpass_path(),
-            pg_version,
-            retry_sleep: crate::postgres::replica::BASEBACKUP_RETRY_SLEEP,
-            run_as: None,
-        })
-        .await;
-        match result {
-            Ok(_) => {
-                let role = if cluster.leader.as_ref().is_some_and(|l| l.name == from) {
-                    "leader"
-                } else {
-                    "replica"
-                };
-                log::info!(target: "patroni.ha", "bootstrapped from {role} '{from}'");
-                self.sysid = None;
-                let leader = cluster.leader.as_ref().map(|l| l.name.clone());
-                let follow = leader.as_deref().unwrap_or(from);
-                let source = source_for(cluster, Some(follow));
-                self.pg.start(Role::Replica, source.as_ref()).await
-            }
-            Err(e) => {
-                self.pg.state = "stopped".to_owned();
-                Err(LocalError::Process(format!(
-                    "failed to bootstrap from {from}: {e}"
-                )))
-            }
-        }
+        self.run_replica_methods(source.as_ref())
+            .await
+            .map_err(|e| LocalError::Process(format!("failed to bootstrap from {from}: {e}")))?;
+        let role = if cluster.leader.as_ref().is_some_and(|l| l.name == from) {
+            "leader"
+        } else {
+            "replica"
+        };
+        log::info!(target: "patroni.ha", "bootstrapped from {role} '{from}'");
+        let leader = cluster.leader.as_ref().map(|l| l.name.clone());
+        let follow = leader.as_deref().unwrap_or(from);
+        let source = source_for(cluster, Some(follow));
+        self.pg.start(Role::Replica, source.as_ref()).await
     }
 
     /// No primary, but a method that restores without one (`no_leader`).
     pub(super) async fn create_replica_without_leader(&mut self) -> Result<(), LocalError> {
-        self.pg.state = "creating replica".to_owned();
-        self.publish();
-        let commands = PgCommands::from_config(&self.cfg.postgresql);
-        let pg_version = self.pg.binary_version().await?;
-        let result = create_replica(&ReplicaInput {
-            data_dir: &self.cfg.data_dir,
-            commands: &commands,
-            scope: &self.cfg.scope,
-            postgresql: &self.cfg.postgresql,
-            methods: None,
-            source: None,
-            replication: self.cfg.auth("replication"),
-            pgpass: &self.pgpass_path(),
-            pg_version,
-            retry_sleep: crate::postgres::replica::BASEBACKUP_RETRY_SLEEP,
-            run_as: None,
-        })
-        .await;
-        match result {
-            Ok(_) => {
-                log::info!(target: "patroni.ha", "bootstrapped (without leader)");
-                self.sysid = None;
-                self.pg.start(Role::Replica, None).await
-            }
-            Err(e) => {
-                self.pg.state = "stopped".to_owned();
-                Err(LocalError::Process(format!(
-                    "failed to create a replica without a leader: {e}"
-                )))
-            }
-        }
+        self.run_replica_methods(None).await.map_err(|e| {
+            LocalError::Process(format!("failed to create a replica without a leader: {e}"))
+        })?;
+        log::info!(target: "patroni.ha", "bootstrapped (without leader)");
+        self.pg.start(Role::Replica, None).await
     }
 
     /// Single-user mode start and stop, so that a data directory that was
