@@ -77,6 +77,10 @@ impl Daemon {
         }
         let pg = self.pg.observe(self.sysid.clone()).await;
         self.pg.start_failed = false;
+        if self.cfg.ha.paused && !pg.running && self.pg.state == "crashed" {
+            // Paused: nobody restarts it, Patroni reports it stopped.
+            self.pg.state = "stopped".to_owned();
+        }
         if cluster.member(&self.cfg.name).is_none() {
             self.touch_member(&pg).await;
         }
@@ -268,6 +272,16 @@ impl Daemon {
                 Action::ReleaseLeaderKey => {
                     let lsn = self.last_known_lsn().await;
                     self.release_leader_key(lsn).await;
+                    // A primary that could not be started again gives the
+                    // key up as `demoted` (Patroni's `post_recover`).
+                    if !self.stopping
+                        && !self.pg.is_running()
+                        && matches!(self.pg.role.as_str(), "primary" | "standby_leader")
+                    {
+                        self.pg.role = "demoted".to_owned();
+                        self.pg
+                            .callback(super::callbacks::CallbackAction::OnRoleChange);
+                    }
                     let pg = self.pg.observe(self.sysid.clone()).await;
                     self.touch_member(&pg).await;
                     Ok(())
