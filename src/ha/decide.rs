@@ -169,6 +169,9 @@ pub struct Facts {
 pub struct PendingFollow {
     pub demote_reason: String,
     pub follow_reason: String,
+    /// The leader race's log lines from before the reload, handed on to
+    /// the decision that finishes the follow ([`Decision::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// Something the executor must do and report back before deciding.
@@ -283,6 +286,12 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub actions: Vec<Action>,
+    /// Lines to log at INFO, in order, before `message`: why the leader
+    /// race or a failover check came out as it did ("Primary (x) is still
+    /// alive", "Member x exceeds maximum replication lag", ...), as
+    /// Patroni logs them on the way to its decision. Operators and tests
+    /// grep for them.
+    pub notes: Vec<String>,
     pub message: String,
 }
 
@@ -297,8 +306,32 @@ pub enum Step {
 fn done(actions: Vec<Action>, message: impl Into<String>) -> Step {
     Step::Done(Decision {
         actions,
+        notes: Vec::new(),
         message: message.into(),
     })
+}
+
+/// `step` with `notes` logged before anything it already carries: a
+/// decision gets them in front of its own notes, a pending follow carries
+/// them across the reload. Other steps (a query asked before the race
+/// ran) have nothing to carry yet.
+fn with_notes(step: Step, mut notes: Vec<String>) -> Step {
+    if notes.is_empty() {
+        return step;
+    }
+    match step {
+        Step::Done(mut d) => {
+            notes.append(&mut d.notes);
+            d.notes = notes;
+            Step::Done(d)
+        }
+        Step::Query(Query::ReloadCluster(mut p)) => {
+            notes.append(&mut p.notes);
+            p.notes = notes;
+            Step::Query(Query::ReloadCluster(p))
+        }
+        other => other,
+    }
 }
 
 /// The statuses of every other member with an API address, or the query
@@ -376,10 +409,12 @@ fn follow(
 }
 
 /// Follow after re-reading the cluster (Patroni's `follow(refresh=True)`).
-fn follow_fresh(demote_reason: &str, follow_reason: &str) -> Step {
+/// `notes` (the race's log lines) come back in the final decision.
+fn follow_fresh(demote_reason: &str, follow_reason: &str, notes: Vec<String>) -> Step {
     Step::Query(Query::ReloadCluster(PendingFollow {
         demote_reason: demote_reason.to_owned(),
         follow_reason: follow_reason.to_owned(),
+        notes,
     }))
 }
 
@@ -394,7 +429,13 @@ pub fn decide(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    match decide_cycle(cluster, me, pg, settings, facts) {
+    let mut step = decide_cycle(cluster, me, pg, settings, facts);
+    if let Some(p) = &facts.pending_follow {
+        // The race ran before the reload; its lines belong to whatever
+        // this cycle ends with.
+        step = with_notes(step, p.notes.clone());
+    }
+    match step {
         Step::Done(mut d) if settings.paused => {
             d.message.insert_str(0, "PAUSE: ");
             Step::Done(d)
@@ -455,3 +496,7 @@ fn decide_cycle(
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decide/notes_tests.rs"]
+mod notes_tests;

@@ -197,6 +197,7 @@ fn replica_holding_the_lock_promotes() {
         decision(step),
         Decision {
             actions: vec![],
+            notes: vec![],
             message: "not promoting because failed to update leader lock in DCS".into()
         }
     );
@@ -412,6 +413,7 @@ fn a_primary_behind_the_cluster_timeline_does_not_retake_the_lock() {
         decision(step),
         Decision {
             actions: vec![],
+            notes: vec![],
             message: "acquired session lock as a leader".into()
         }
     );

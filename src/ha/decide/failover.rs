@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    done, peers_or_query, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query, Step,
+    done, peers_or_query, with_notes, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query,
+    Step,
 };
 use crate::ha::race::{is_healthiest_node, PeerStatus, RaceInput};
 use crate::model::{Cluster, Failover, SyncState, Tags};
@@ -26,13 +27,34 @@ pub fn is_failover_possible(
     cluster_lsn: i64,
     exclude_failover_candidate: bool,
 ) -> bool {
-    let candidate = cluster
-        .failover
-        .as_ref()
-        .filter(|f| !f.is_empty())
-        .and_then(|f| f.candidate.as_deref());
+    let mut notes = Vec::new();
+    failover_possible(
+        cluster,
+        me,
+        settings,
+        peers,
+        cluster_lsn,
+        exclude_failover_candidate,
+        &mut notes,
+    )
+}
+
+/// [`is_failover_possible`], appending to `notes` the line Patroni logs
+/// for each member it rules out (every candidate is judged, so the log
+/// names them all) and for an empty candidate list.
+pub(super) fn failover_possible(
+    cluster: &Cluster,
+    me: &Me,
+    settings: &HaSettings,
+    peers: &[PeerStatus],
+    cluster_lsn: i64,
+    exclude_failover_candidate: bool,
+    notes: &mut Vec<String>,
+) -> bool {
+    let failover = requested(cluster);
+    let candidate = failover.and_then(|f| f.candidate.as_deref());
     let cluster_timeline = cluster.timeline();
-    cluster
+    let candidates: Vec<_> = cluster
         .members
         .iter()
         .filter(|m| m.name != me.name && m.api_url().is_some())
@@ -42,22 +64,34 @@ pub fn is_failover_possible(
             Some(c) => m.name == c,
             None => true,
         })
-        .any(|m| {
-            let unknown = PeerStatus::unknown(m);
-            let st = peers.iter().find(|p| p.name == m.name).unwrap_or(&unknown);
-            if st.failover_limitation().is_some() {
-                return false;
-            }
-            let lagging = if cluster_lsn != 0 {
-                st.wal_position < cluster_lsn
-            } else {
-                cluster.status.last_lsn - st.wal_position > settings.maximum_lag_on_failover
-            };
-            if lagging {
-                return false;
-            }
-            !(settings.check_timeline && (st.timeline == 0 || st.timeline < cluster_timeline))
-        })
+        .collect();
+    if candidates.is_empty() {
+        let action = failover.map_or("failover", |f| action_names(f).0);
+        notes.push(format!("{action}: candidates list is empty"));
+    }
+    let mut possible = false;
+    for m in candidates {
+        let unknown = PeerStatus::unknown(m);
+        let st = peers.iter().find(|p| p.name == m.name).unwrap_or(&unknown);
+        let lagging = if cluster_lsn != 0 {
+            st.wal_position < cluster_lsn
+        } else {
+            cluster.status.last_lsn - st.wal_position > settings.maximum_lag_on_failover
+        };
+        if let Some(reason) = st.failover_limitation() {
+            notes.push(format!("Member {} is {reason}", m.name));
+        } else if lagging {
+            notes.push(format!("Member {} exceeds maximum replication lag", m.name));
+        } else if settings.check_timeline && (st.timeline == 0 || st.timeline < cluster_timeline) {
+            notes.push(format!(
+                "Timeline {} of member {} is behind the cluster timeline {cluster_timeline}",
+                st.timeline, m.name
+            ));
+        } else {
+            possible = true;
+        }
+    }
+    possible
 }
 
 /// The failover key when it asks for something (`{}` asks nothing).
@@ -126,8 +160,19 @@ pub(super) enum FromLeader {
     Ask(Step),
     /// Step down for the requested switchover or failover.
     Demote(Step),
-    /// Go on as the leader; clear the key first when `clear`.
-    Stay { clear: bool },
+    /// Go on as the leader; clear the key first when `clear`. `notes`
+    /// says why no member could take over, when that was checked.
+    Stay { clear: bool, notes: Vec<String> },
+}
+
+impl FromLeader {
+    /// Stay without having checked anyone's health.
+    fn stay(clear: bool) -> FromLeader {
+        FromLeader::Stay {
+            clear,
+            notes: Vec::new(),
+        }
+    }
 }
 
 pub(super) fn from_leader(
@@ -138,23 +183,23 @@ pub(super) fn from_leader(
     facts: &Facts,
 ) -> FromLeader {
     let Some(f) = requested(cluster) else {
-        return FromLeader::Stay { clear: false };
+        return FromLeader::stay(false);
     };
     if settings.paused && !pg.is_primary {
-        return FromLeader::Stay { clear: false };
+        return FromLeader::stay(false);
     }
     let (action, _) = action_names(f);
     if let Some(at) = &f.scheduled_at {
         if settings.paused {
             // Schedules wait for the pause to end; the key stays.
-            return FromLeader::Stay { clear: false };
+            return FromLeader::stay(false);
         }
         let Some(now) = facts.now else {
             return FromLeader::Ask(Step::Query(Query::CurrentTime));
         };
         match schedule(at, now, settings.loop_wait) {
-            Schedule::Later => return FromLeader::Stay { clear: false },
-            Schedule::Discard => return FromLeader::Stay { clear: true },
+            Schedule::Later => return FromLeader::stay(false),
+            Schedule::Discard => return FromLeader::stay(true),
             Schedule::Due(at) if at > now && !facts.slept => {
                 return FromLeader::Ask(Step::Query(Query::SleepUntil(at)));
             }
@@ -166,20 +211,24 @@ pub(super) fn from_leader(
     // Paused, only a named candidate may be promoted: nobody else would
     // race for the key.
     let allowed = !settings.paused || f.candidate.is_some();
+    let mut notes = Vec::new();
     if leader_matches && to_someone_else && allowed {
         let peers = match peers_or_query(cluster, me, facts) {
             Ok(p) => p,
             Err(q) => return FromLeader::Ask(q),
         };
-        if is_failover_possible(cluster, me, settings, peers, 0, false) {
-            return FromLeader::Demote(done(
-                vec![Action::Demote(DemoteMode::Graceful)],
-                format!("{action}: demoting myself"),
+        if failover_possible(cluster, me, settings, peers, 0, false, &mut notes) {
+            return FromLeader::Demote(with_notes(
+                done(
+                    vec![Action::Demote(DemoteMode::Graceful)],
+                    format!("{action}: demoting myself"),
+                ),
+                notes,
             ));
         }
     }
     // Not for us, already done, or nobody healthy to hand over to.
-    FromLeader::Stay { clear: true }
+    FromLeader::Stay { clear: true, notes }
 }
 
 /// Paused, with no leader key and a failover key without a schedule:
@@ -211,7 +260,8 @@ pub(super) fn paused_without_leader(cluster: &Cluster, me: &Me, pg: &LocalPg) ->
 
 /// A replica's side when nobody holds the leader key and a failover key
 /// exists (Patroni's `manual_failover_process_no_leader`, not paused):
-/// may this node race? `Err` carries the query to answer first.
+/// may this node race? `Err` carries the query to answer first. The
+/// checks' log lines are appended to `notes`.
 pub(super) fn may_race_without_leader(
     cluster: &Cluster,
     me: &Me,
@@ -219,6 +269,7 @@ pub(super) fn may_race_without_leader(
     settings: &HaSettings,
     facts: &Facts,
     f: &Failover,
+    notes: &mut Vec<String>,
 ) -> Result<bool, Step> {
     if let Some(candidate) = f.candidate.as_deref() {
         if candidate == me.name {
@@ -242,13 +293,14 @@ pub(super) fn may_race_without_leader(
     if let Some(former) = f.leader.as_deref() {
         if former == me.name {
             // The old leader runs again only when nobody else can.
-            return Ok(!is_failover_possible(
+            return Ok(!failover_possible(
                 cluster,
                 me,
                 settings,
                 peers,
                 0,
                 f.candidate.is_some(),
+                notes,
             ));
         }
     }
@@ -258,7 +310,7 @@ pub(super) fn may_race_without_leader(
         .cloned()
         .collect();
     let empty_sync = SyncState::default();
-    Ok(is_healthiest_node(&RaceInput {
+    let verdict = is_healthiest_node(&RaceInput {
         my_name: &me.name,
         my_wal_position: pg.wal_position,
         my_timeline: pg.timeline,
@@ -275,8 +327,9 @@ pub(super) fn may_race_without_leader(
         former_leader: None,
         peers: &others,
         voters: &[],
-    })
-    .healthiest)
+    });
+    notes.extend(verdict.log);
+    Ok(verdict.healthiest)
 }
 
 #[cfg(test)]

@@ -297,6 +297,7 @@ fn rows() -> Vec<Row> {
                     demote_reason: "demoting self because i am not the healthiest node".into(),
                     follow_reason:
                         "following a different leader because i am not the healthiest node".into(),
+                    notes: vec![],
                 }),
             ],
             vec![Action::Follow {
@@ -340,6 +341,7 @@ fn rows() -> Vec<Row> {
                     demote_reason: "demoting self because i am not the healthiest node".into(),
                     follow_reason:
                         "following a different leader because i am not the healthiest node".into(),
+                    notes: vec![],
                 }),
             ],
             vec![Action::Follow {

@@ -5,10 +5,10 @@
 //! (Patroni's `recover`).
 
 use super::{
-    done, has_lock, node_to_follow, peers_or_query, sysid_valid, Action, Facts, HaSettings,
-    LocalPg, Me, Query, Step,
+    done, has_lock, node_to_follow, peers_or_query, sysid_valid, with_notes, Action, Facts,
+    HaSettings, LocalPg, Me, Query, Step,
 };
-use crate::ha::decide::failover::is_failover_possible;
+use crate::ha::decide::failover::failover_possible;
 use crate::model::{Cluster, Member, Tags};
 
 /// The decision when one of these checks settles the cycle; `None` to go
@@ -232,8 +232,22 @@ fn unclean(state: Option<&str>) -> bool {
 }
 
 /// Patroni's `recover()`: the data directory is fine, PostgreSQL is not
-/// running. Start it in the role the leader key allows.
+/// running. Start it in the role the leader key allows. The lines of a
+/// failover check that found nobody come before whatever start follows.
 fn recover(cluster: &Cluster, me: &Me, pg: &LocalPg, settings: &HaSettings, facts: &Facts) -> Step {
+    let mut notes = Vec::new();
+    let step = recover_noting(cluster, me, pg, settings, facts, &mut notes);
+    with_notes(step, notes)
+}
+
+fn recover_noting(
+    cluster: &Cluster,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    facts: &Facts,
+    notes: &mut Vec<String>,
+) -> Step {
     let mut lock_held_and_fresh = false;
     if has_lock(cluster, me) {
         match facts.lock_refreshed {
@@ -247,7 +261,7 @@ fn recover(cluster: &Cluster, me: &Me, pg: &LocalPg, settings: &HaSettings, fact
             Ok(p) => p,
             Err(q) => return q,
         };
-        if is_failover_possible(cluster, me, settings, peers, 0, false) {
+        if failover_possible(cluster, me, settings, peers, 0, false, notes) {
             // Patroni's demote('immediate') on an already stopped server
             // comes down to giving the key away; the next cycle starts us
             // as a replica of whoever takes it.

@@ -33,6 +33,7 @@ fn reload(demote: &str, follow: &str) -> Query {
     Query::ReloadCluster(PendingFollow {
         demote_reason: demote.into(),
         follow_reason: follow.into(),
+        notes: vec![],
     })
 }
 

@@ -5,8 +5,8 @@
 
 use super::failover::{self, FromLeader, PausedRace};
 use super::{
-    done, follow_fresh, peers_or_query, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query,
-    Step,
+    done, follow_fresh, peers_or_query, with_notes, Action, DemoteMode, Facts, HaSettings, LocalPg,
+    Me, Query, Step,
 };
 use crate::ha::race::{is_healthiest_node, RaceInput};
 use crate::model::{Cluster, SyncState, Tags};
@@ -35,12 +35,16 @@ pub(super) fn with_lock(
     match facts.lock_refreshed {
         None => Step::Query(Query::RefreshLock),
         Some(true) => {
-            let mut actions = match failover::from_leader(cluster, me, pg, settings, facts) {
+            let (mut actions, notes) = match failover::from_leader(cluster, me, pg, settings, facts)
+            {
                 FromLeader::Ask(step) | FromLeader::Demote(step) => return step,
-                FromLeader::Stay { clear: true } => vec![Action::ClearFailoverKey],
-                FromLeader::Stay { clear: false } => vec![],
+                FromLeader::Stay { clear: true, notes } => (vec![Action::ClearFailoverKey], notes),
+                FromLeader::Stay {
+                    clear: false,
+                    notes,
+                } => (vec![], notes),
             };
-            if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
+            let step = if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
                 done(
                     actions,
                     format!("no action. I am ({}), the leader with the lock", me.name),
@@ -51,7 +55,8 @@ pub(super) fn with_lock(
                     actions,
                     "promoted self to leader because I had the session lock",
                 )
-            }
+            };
+            with_notes(step, notes)
         }
         Some(false) if pg.is_primary && settings.paused => done(
             vec![],
@@ -78,6 +83,8 @@ pub(super) fn leader_race(
 ) -> Step {
     let nofailover = Tags(&me.tags).nofailover();
     let mut actions = Vec::new();
+    // The checks' log lines, handed to whatever this race ends with.
+    let mut notes = Vec::new();
     let paused_verdict = if settings.paused {
         match failover::paused_without_leader(cluster, me, pg) {
             PausedRace::Decided(v) => Some(v),
@@ -104,7 +111,7 @@ pub(super) fn leader_race(
     } else if settings.paused || nofailover {
         false
     } else if let Some(f) = failover::requested(cluster) {
-        match failover::may_race_without_leader(cluster, me, pg, settings, facts, f) {
+        match failover::may_race_without_leader(cluster, me, pg, settings, facts, f, &mut notes) {
             Ok(verdict) => verdict,
             Err(query) => return query,
         }
@@ -114,7 +121,7 @@ pub(super) fn leader_race(
             Err(q) => return q,
         };
         let empty_sync = SyncState::default();
-        is_healthiest_node(&RaceInput {
+        let verdict = is_healthiest_node(&RaceInput {
             my_name: &me.name,
             my_wal_position: pg.wal_position,
             my_timeline: pg.timeline,
@@ -131,19 +138,22 @@ pub(super) fn leader_race(
             former_leader: None,
             peers,
             voters: &[],
-        })
-        .healthiest
+        });
+        notes.extend(verdict.log);
+        verdict.healthiest
     };
     if !healthiest {
         return if nofailover {
             follow_fresh(
                 "demoting self because I am not allowed to become primary",
                 "following a different leader because I am not allowed to promote",
+                notes,
             )
         } else {
             follow_fresh(
                 "demoting self because i am not the healthiest node",
                 "following a different leader because i am not the healthiest node",
+                notes,
             )
         };
     }
@@ -159,8 +169,8 @@ pub(super) fn leader_race(
         }
         _ => {}
     }
-    match facts.lock_acquired {
-        None => Step::Query(Query::AcquireLock),
+    let step = match facts.lock_acquired {
+        None => return Step::Query(Query::AcquireLock),
         Some(true) if pg.is_primary => done(actions, "acquired session lock as a leader"),
         Some(true) => {
             actions.push(Action::Promote);
@@ -169,8 +179,10 @@ pub(super) fn leader_race(
         Some(false) => follow_fresh(
             "demoted self after trying and failing to obtain lock",
             "following new leader after trying and failing to obtain lock",
+            Vec::new(),
         ),
-    }
+    };
+    with_notes(step, notes)
 }
 
 #[cfg(test)]

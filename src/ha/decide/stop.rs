@@ -29,6 +29,7 @@ pub fn decide_shutdown(
 ) -> Decision {
     let decision = |actions: Vec<Action>, message: &str| Decision {
         actions,
+        notes: Vec::new(),
         message: message.to_owned(),
     };
     if settings.paused {

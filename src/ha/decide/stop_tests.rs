@@ -111,6 +111,7 @@ fn shutdown_table() {
             decide_shutdown(&cluster(leader), &me(who, json!({})), &pg, &settings),
             Decision {
                 actions,
+                notes: vec![],
                 message: message.into()
             },
             "{name}"
@@ -123,6 +124,7 @@ fn dcs_error_table() {
     let done = |actions: Vec<Action>, message: &str| {
         Step::Done(Decision {
             actions,
+            notes: vec![],
             message: message.into(),
         })
     };
