@@ -238,8 +238,9 @@ pub(super) enum PausedRace {
     /// Settled: race (true) or not.
     Decided(bool),
     /// The named candidate is no member any more and we run as primary:
-    /// clear the key, then judge as without one.
-    ClearAndContinue,
+    /// clear the key (saying so with this line), then judge as without
+    /// one.
+    ClearAndContinue(String),
     /// Nothing settled here.
     Continue,
 }
@@ -253,7 +254,12 @@ pub(super) fn paused_without_leader(cluster: &Cluster, me: &Me, pg: &LocalPg) ->
     }
     match f.candidate.as_deref() {
         Some(c) if c == me.name => PausedRace::Decided(true),
-        Some(c) if cluster.member(c).is_none() && pg.is_primary => PausedRace::ClearAndContinue,
+        Some(c) if cluster.member(c).is_none() && pg.is_primary => {
+            PausedRace::ClearAndContinue(format!(
+                "{}: removing failover key because failover candidate is not running",
+                action_names(f).0
+            ))
+        }
         _ => PausedRace::Decided(false),
     }
 }
@@ -271,6 +277,7 @@ pub(super) fn may_race_without_leader(
     f: &Failover,
     notes: &mut Vec<String>,
 ) -> Result<bool, Step> {
+    let (action, _) = action_names(f);
     if let Some(candidate) = f.candidate.as_deref() {
         if candidate == me.name {
             return Ok(true);
@@ -282,9 +289,15 @@ pub(super) fn may_race_without_leader(
                 .iter()
                 .find(|p| p.name == candidate)
                 .unwrap_or(&unknown);
-            if st.failover_limitation().is_none() {
-                // The named candidate is healthy: leave the race to it.
-                return Ok(false);
+            match st.failover_limitation() {
+                None => {
+                    // The named candidate is healthy: leave the race to it.
+                    notes.push(format!("{action}: to {candidate}, i am {}", me.name));
+                    return Ok(false);
+                }
+                Some(reason) => {
+                    notes.push(format!("{action}: member {candidate} is {reason}"));
+                }
             }
         }
         // Candidate gone or unhealthy: any member may take over.

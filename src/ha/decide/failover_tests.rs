@@ -297,7 +297,7 @@ fn rows() -> Vec<Row> {
                     demote_reason: "demoting self because i am not the healthiest node".into(),
                     follow_reason:
                         "following a different leader because i am not the healthiest node".into(),
-                    notes: vec![],
+                    notes: vec!["switchover: to n3, i am n2".into()],
                 }),
             ],
             vec![Action::Follow {
@@ -341,7 +341,7 @@ fn rows() -> Vec<Row> {
                     demote_reason: "demoting self because i am not the healthiest node".into(),
                     follow_reason:
                         "following a different leader because i am not the healthiest node".into(),
-                    notes: vec![],
+                    notes: vec!["switchover: to n2, i am n1".into()],
                 }),
             ],
             vec![Action::Follow {

@@ -141,6 +141,45 @@ fn rows() -> Vec<Row> {
             message: "following a different leader because i am not the healthiest node",
         },
         Row {
+            name: "a primary behind the cluster timeline does not take the key back",
+            cluster: leaderless.clone(),
+            me: me("n1", json!({})),
+            pg: LocalPg {
+                timeline: Some(1),
+                ..super::tests::primary_pg()
+            },
+            settings: HaSettings::default(),
+            script: Script {
+                reloaded: super::tests::cluster(Some("n2")),
+                ..script()
+            },
+            notes: &["My timeline 1 is behind last known cluster timeline 2"],
+            message: "demoting self because i am not the healthiest node",
+        },
+        Row {
+            name: "switchover to a candidate that does not answer: the others race",
+            cluster: with_failover(leaderless.clone(), r#"{"leader":"n1","member":"n3"}"#),
+            me: me("n2", json!({})),
+            pg: replica_pg(5000),
+            settings: HaSettings::default(),
+            script: script(),
+            notes: &["switchover: member n3 is not reachable"],
+            message: "promoted self to leader by acquiring session lock",
+        },
+        Row {
+            name: "paused primary drops a failover key naming a vanished member",
+            cluster: with_failover(leaderless.clone(), r#"{"member":"n9"}"#),
+            me: me("n1", json!({})),
+            pg: super::tests::primary_pg(),
+            settings: HaSettings {
+                paused: true,
+                ..HaSettings::default()
+            },
+            script: script(),
+            notes: &["manual failover: removing failover key because failover candidate is not running"],
+            message: "PAUSE: acquired session lock as a leader",
+        },
+        Row {
             name: "switchover from the leader with nobody healthy to take over",
             cluster: with_failover(super::tests::cluster(Some("n1")), r#"{"leader":"n1"}"#),
             me: me("n1", json!({})),

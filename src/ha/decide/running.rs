@@ -88,7 +88,8 @@ pub(super) fn leader_race(
     let paused_verdict = if settings.paused {
         match failover::paused_without_leader(cluster, me, pg) {
             PausedRace::Decided(v) => Some(v),
-            PausedRace::ClearAndContinue => {
+            PausedRace::ClearAndContinue(note) => {
+                notes.push(note);
                 actions.push(Action::ClearFailoverKey);
                 None
             }
@@ -107,7 +108,14 @@ pub(super) fn leader_race(
         init.is_empty() || pg.sysid.as_deref() == Some(init)
     } else if pg.is_primary {
         // A primary racing for a lost key must not undo a newer promotion.
-        pg.timeline.unwrap_or(0) >= cluster.timeline()
+        let mine = pg.timeline.unwrap_or(0);
+        if mine < cluster.timeline() {
+            notes.push(format!(
+                "My timeline {mine} is behind last known cluster timeline {}",
+                cluster.timeline()
+            ));
+        }
+        mine >= cluster.timeline()
     } else if settings.paused || nofailover {
         false
     } else if let Some(f) = failover::requested(cluster) {
