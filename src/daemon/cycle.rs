@@ -147,6 +147,9 @@ impl Daemon {
             match decide(&cluster, &me, pg, &settings, &facts) {
                 Step::Query(q) => self.answer(q, &mut cluster, &mut facts).await,
                 Step::Done(decision) => {
+                    for note in &decision.notes {
+                        log::info!(target: "patroni.ha", "{note}");
+                    }
                     // Patroni runs these in the background and logs the
                     // cycle's message first; keep that order in the log.
                     let long = decision.actions.iter().any(|a| {
