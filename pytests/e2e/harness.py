@@ -287,6 +287,9 @@ class Node:
         self.pg_port = free_port()
         self.tags = tags
         self.proc: Optional[subprocess.Popen] = None
+        # The command that starts this node, without the config file; None:
+        # the cluster's. Set by restart_with() to swap implementations.
+        self.daemon: Optional[List[str]] = None
         self.starts = 0
         # False after a deliberate stop or kill: its exit is then no failure.
         self.expected_running = False
@@ -361,7 +364,7 @@ class Node:
                    PATH=f"{PG_BIN_DIR}:{VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin")
         if run_as.uid is not None:
             env.update(USER=TEST_USER, LOGNAME=TEST_USER)
-        argv = [*self.cluster.daemon, str(self.config_path)]
+        argv = [*(self.daemon or self.cluster.daemon), str(self.config_path)]
         kwargs = {}
         if run_as.uid is not None:
             kwargs = dict(user=run_as.uid, group=run_as.gid, extra_groups=[])
@@ -406,6 +409,20 @@ class Node:
             killpg_quietly(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         return self.proc.returncode
+
+    def restart_with(self, daemon: List[str], timeout: float = 60) -> None:
+        """Swap the daemon on this node: stop the current one (SIGTERM, which
+        shuts its PostgreSQL down too), wait until no postmaster is left on
+        the data directory, then start `daemon` on the same data directory
+        and config file. The rolling replacement an operator would do."""
+        postmaster = self.postmaster_pid()
+        status = self.stop(timeout=timeout)
+        if status not in (0, None):
+            print(f"{self.name}: daemon exited with status {status} on SIGTERM")
+        wait_for(lambda: not (postmaster and process_alive(postmaster)) and self.postmaster_pid() is None,
+                 timeout, f"{self.name}: PostgreSQL to stop after its daemon")
+        self.daemon = list(daemon)
+        self.start()
 
     def kill_host(self) -> None:
         """A lost host: SIGKILL the daemon's group, the postmaster and every
