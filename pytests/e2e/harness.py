@@ -416,7 +416,7 @@ class Node:
         the data directory, then start `daemon` on the same data directory
         and config file. The rolling replacement an operator would do."""
         postmaster = self.postmaster_pid()
-        status = self.stop(timeout=timeout)
+        status = self.stop(timeout=timeout) if self.running else None
         if status not in (0, None):
             print(f"{self.name}: daemon exited with status {status} on SIGTERM")
         wait_for(lambda: not (postmaster and process_alive(postmaster)) and self.postmaster_pid() is None,

@@ -34,7 +34,7 @@ import pytest
 
 from . import conftest as e2e_conftest
 from . import harness
-from .harness import SUPERUSER, Cluster, Node, patronictl_run, wait_for
+from .harness import SUPERUSER, Cluster, Node, cluster_key, patronictl_run, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -219,13 +219,42 @@ def settled(swap: Swap, leader: str, what: str) -> None:
     say(c, f"{what}: consistent ({table})")
 
 
+def rejoined(node: Node, stale_key: Optional[str], since_wall: float) -> Optional[str]:
+    """A description of `node` once its new daemon has rewritten its member
+    key, says over REST that it runs and streams, and its PostgreSQL (started
+    after `since_wall`) has a streaming WAL receiver; else None."""
+    key = cluster_key(node.cluster, f"members/{node.name}")
+    if key is None or key == stale_key:
+        return None
+    rest = node.patroni()
+    if rest.get("state") != "running" or rest.get("role") != "replica" \
+            or rest.get("replication_state") != "streaming":
+        return None
+    row = node.psql("SELECT extract(epoch FROM pg_postmaster_start_time()), "
+                    "(SELECT status FROM pg_stat_wal_receiver)")
+    started, status = row.split("|")
+    if float(started) < since_wall or status != "streaming":
+        return None
+    return f"{node.name}: {rest.get('state')}/{rest.get('replication_state')}, postmaster from {started}"
+
+
 def replace(swap: Swap, node: Node, daemon: List[str], leader: str) -> None:
     """Swap the daemon of `node` (not the leader) and wait for it to stream."""
     c = swap.cluster
     before = swap.impl_of(node)
     t0 = time.monotonic()
+    node.stop()
+    # The old daemon's member key outlives it (until its TTL): /cluster and
+    # patronictl would show it "streaming" before the new daemon did anything.
+    # So: the new daemon must change the key, answer REST itself, and run a
+    # PostgreSQL started after the swap that streams from the leader.
+    stale_key = cluster_key(c, f"members/{node.name}")
+    started_wall = time.time()
     node.restart_with(daemon)
     swap.impl[node.name] = "python" if daemon is swap.python else "ours"
+    wait_for(lambda: rejoined(node, stale_key, started_wall), HEALTHY_S,
+             f"{node.name} under its new daemon to stream from a PostgreSQL started after the swap",
+             interval=0.25, check=c.check_running)
     settled(swap, leader, f"{node.name} {before} -> {swap.impl_of(node)}")
     gap = swap.writer.longest_gap(t0, time.monotonic())
     swap.gaps[f"replace {node.name} -> {swap.impl_of(node)}"] = gap
