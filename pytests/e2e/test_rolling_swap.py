@@ -270,6 +270,14 @@ def switchover(swap: Swap, leader: str, candidate: str) -> None:
     said = [line for line in result.stdout.splitlines() if "switch" in line.lower()]
     say(c, f"{label}: patronictl said: {' / '.join(said) or result.stdout.strip()}")
     settled(swap, candidate, label)
+    # The new leader consumes the request: no leader/candidate may stay in
+    # /failover, or a later failover decision would still see it.
+    raw = cluster_key(c, "failover")
+    pending = json.loads(raw) if raw else None
+    say(c, f"{label}: /failover afterwards: {raw!r}")
+    assert not (isinstance(pending, dict) and (pending.get("leader") or pending.get("member")
+                                               or pending.get("candidate"))), \
+        f"{label}: the switchover request is still in /failover: {raw!r}"
     gap = swap.writer.longest_gap(t0, time.monotonic())
     swap.gaps[label] = gap
     say(c, f"{label}: took {time.monotonic() - t0:.1f}s; longest write gap {gap:.2f}s")
