@@ -331,6 +331,7 @@ impl Daemon {
             ));
         }
         self.pg.role = "primary".to_owned();
+        self.checkpoint_after_promote();
         if cluster.failover.as_ref().is_some_and(|f| !f.is_empty()) {
             self.clear_failover_key(cluster).await?;
         }
@@ -442,6 +443,10 @@ impl Daemon {
         }
         if let Some(leader) = member {
             if self.needs_rewind(cluster).await {
+                if !super::provision::leader_ready_for_rewind(cluster, leader) {
+                    log::info!(target: "patroni.postgresql.rewind", "Waiting for checkpoint on {leader} before rewind");
+                    return Ok(());
+                }
                 self.rewind(cluster, leader).await?;
             }
         }
@@ -618,6 +623,35 @@ impl Daemon {
         }
     }
 
+    /// After a promotion: a CHECKPOINT on a connection of its own, so that
+    /// pg_control shows the new timeline before anyone rewinds from us.
+    /// Until it is done the member key says `checkpoint_after_promote:
+    /// false` (Patroni's `ensure_checkpoint_after_promote`).
+    pub(super) fn checkpoint_after_promote(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.checkpoint_done.store(false, Ordering::SeqCst);
+        let done = self.checkpoint_done.clone();
+        let params = self.pg.monitor.params().clone();
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            let conn = crate::postgres::query::PgMonitor::new(params, Default::default());
+            for _ in 0..60 {
+                match conn.query("CHECKPOINT", &[]).await {
+                    Ok(_) => {
+                        done.store(true, Ordering::SeqCst);
+                        wake.notify_one();
+                        break;
+                    }
+                    Err(e) => {
+                        log::warn!(target: "patroni.postgresql.rewind", "CHECKPOINT after promote failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            conn.close().await;
+        });
+    }
+
     /// Publish this member's key.
     async fn touch_member(&mut self, pg: &LocalPg) {
         let info = self.pg.last_info.as_ref();
@@ -645,6 +679,11 @@ impl Daemon {
             scheduled_restart: self.scheduled_restart.clone(),
             pending_restart_reason: self.pg.pending_restart_reason.clone(),
             pause: self.cfg.ha.paused,
+            checkpoint_after_promote: (self.is_leader
+                && !self
+                    .checkpoint_done
+                    .load(std::sync::atomic::Ordering::SeqCst))
+            .then_some(false),
             ..MemberStatus::default()
         };
         let cluster = self.cluster.clone();

@@ -72,6 +72,8 @@ pub struct Daemon {
     scheduled_restart: Option<serde_json::Map<String, serde_json::Value>>,
     /// Stops PostgreSQL if the leader key may have expired unrefreshed.
     fence: fence::Fence,
+    /// The CHECKPOINT after our last promotion (or bootstrap) finished.
+    checkpoint_done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why the daemon could not start.
@@ -319,6 +321,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         stopping: false,
         scheduled_restart: None,
         fence: fence::Fence::start(cfg_data_dir),
+        checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;

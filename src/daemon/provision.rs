@@ -21,6 +21,17 @@ use super::history::replica_diverged;
 use super::local::{source_for, LocalError};
 use super::Daemon;
 
+/// The leader may serve as pg_rewind's source: it runs as primary and its
+/// post-promote checkpoint is done (no `checkpoint_after_promote` in its
+/// member key), so its control file shows the new timeline (Patroni's
+/// `Leader.checkpoint_after_promote`).
+pub(super) fn leader_ready_for_rewind(cluster: &Cluster, leader: &str) -> bool {
+    cluster.member(leader).is_some_and(|m| {
+        matches!(m.role(), Some("primary" | "master"))
+            && !m.data.contains_key("checkpoint_after_promote")
+    })
+}
+
 fn section<'a>(map: &'a Map, key: &str) -> Option<&'a Map> {
     map.get(key).and_then(Value::as_map)
 }
@@ -168,6 +179,7 @@ impl Daemon {
         self.is_leader = true;
         self.lease_renewed(started);
         self.pg.role = "primary".to_owned();
+        self.checkpoint_after_promote();
         log::info!(target: "patroni.ha", "initialized a new cluster");
         Ok(())
     }
@@ -339,6 +351,10 @@ impl Daemon {
         leader: &str,
     ) -> Result<(), LocalError> {
         if self.cfg.use_pg_rewind {
+            if !leader_ready_for_rewind(cluster, leader) {
+                log::info!(target: "patroni.postgresql.rewind", "Waiting for checkpoint on {leader} before rewind");
+                return Ok(());
+            }
             log::info!(target: "patroni.ha", "replica diverged from the timeline of {leader}: rewinding");
             self.pg
                 .stop(crate::postgres::process::StopMode::Fast)
@@ -375,6 +391,18 @@ impl Daemon {
         cluster: &Cluster,
         leader: &str,
     ) -> Result<(), LocalError> {
+        // pg_rewind needs a cleanly stopped target; its own single-user
+        // recovery fails while a standby.signal is there (Patroni's
+        // `ensure_clean_shutdown` does this first, too).
+        let clean = self
+            .pg
+            .controldata()
+            .await
+            .and_then(|c| c.cluster_state())
+            .is_some_and(|s| s.is_clean_shutdown());
+        if !clean {
+            self.crash_recovery().await?;
+        }
         let source = source_for(cluster, Some(leader))
             .ok_or_else(|| LocalError::Process(format!("no address for {leader}")))?;
         let auth = self
