@@ -135,7 +135,16 @@ pub async fn sync_member_slots(
             log::info!(target: "patroni.postgresql.slots", "Created physical replication slot '{name}'");
         }
     }
-    for slot in &permanent {
+    // Logical slots cannot be made on a standby (a candidate makes its
+    // physical slots just before it promotes; the logical ones come with
+    // the first cycle as primary).
+    let in_recovery = monitor
+        .query("SELECT pg_catalog.pg_is_in_recovery()", &[])
+        .await?
+        .first()
+        .and_then(|r| r.try_get::<_, bool>(0).ok())
+        .unwrap_or(true);
+    for slot in permanent.iter().filter(|_| !in_recovery) {
         let Some((database, plugin)) = &slot.logical else {
             continue;
         };
