@@ -7,6 +7,7 @@
 //! - [`peers`]: other members' REST status for the leader race.
 //! - [`slots`]: the primary's physical slots for members.
 //! - [`history`]: the `/history` key and timeline divergence.
+//! - `leader`: the leader's per-cycle duties (slots, `/status`, `/history`).
 //! - [`commands`]: the REST API's modifying requests.
 //! - [`callbacks`]: `postgresql.callbacks` commands.
 //!
@@ -33,6 +34,7 @@ pub mod commands;
 mod cycle;
 mod fence;
 pub mod history;
+mod leader;
 pub mod local;
 pub mod node;
 pub mod peers;
