@@ -9,7 +9,7 @@ use crate::config::value::python_float_repr;
 use crate::model::json::spaced;
 use crate::model::{Cluster, Member};
 
-use super::status::{json_truthy, NodeStatus, Xlog, POSTGRES_STATES};
+use super::status::{NodeStatus, Xlog, POSTGRES_STATES};
 
 /// The status object shared by `/patroni` and every health check, fields in
 /// Patroni's order.
@@ -112,17 +112,7 @@ pub fn status_object(s: &NodeStatus) -> Map<String, Value> {
 /// stays next to `failover_priority` and `nosync` next to `sync_priority`
 /// (the pair is needed to see a contradiction). Other tags always appear.
 pub fn filter_tags(tags: &Map<String, Value>) -> Map<String, Value> {
-    tags.iter()
-        .filter(|(tag, value)| {
-            !matches!(
-                tag.as_str(),
-                "clonefrom" | "nofailover" | "noloadbalance" | "nosync" | "nostream"
-            ) || json_truthy(value)
-                || (tag.as_str() == "nofailover" && tags.contains_key("failover_priority"))
-                || (tag.as_str() == "nosync" && tags.contains_key("sync_priority"))
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    crate::model::Tags(tags).filtered()
 }
 
 /// `GET /patroni` and the health-check body.
