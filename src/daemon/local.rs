@@ -79,6 +79,11 @@ pub struct LocalPostgres {
     /// No callbacks now (a bootstrap, or a restart that reports
     /// `on_restart` alone).
     pub block_callbacks: bool,
+    /// Synchronous mode is on: `Some(synchronous_mode_strict)`.
+    pub sync_mode: Option<bool>,
+    /// The `synchronous_standby_names` this daemon maintains in synchronous
+    /// mode (`None`: none, or `*` for a strict primary).
+    pub ssn: Option<String>,
 }
 
 /// The server version number of a `postgres --version` line.
@@ -124,6 +129,8 @@ impl LocalPostgres {
             block_callbacks: false,
             started_at: None,
             pending_restart_reason: serde_json::Map::new(),
+            sync_mode: None,
+            ssn: None,
         })
     }
 
@@ -361,7 +368,13 @@ impl LocalPostgres {
             role,
             source,
             enforce_hot_standby_feedback: false,
-            sync: None,
+            sync: self
+                .sync_mode
+                .map(|strict| crate::postgres::params::SyncState {
+                    strict,
+                    is_primary: role == Role::Primary,
+                    current: self.ssn.clone(),
+                }),
             controldata: controldata.as_ref(),
             catalog: &Pg15Catalog::new(),
             cwd: &self.cfg.cwd,

@@ -180,6 +180,16 @@ impl Daemon {
         self.lease_renewed(started);
         self.pg.role = "primary".to_owned();
         self.checkpoint_after_promote();
+        if self.cfg.ha.synchronous_mode {
+            // Until a standby is confirmed: nobody, or any one when strict.
+            let strict = self
+                .config
+                .effective()
+                .get("synchronous_mode_strict")
+                .and_then(crate::config::units::parse_bool)
+                .unwrap_or(false);
+            self.set_ssn(strict.then(|| "*".to_owned())).await?;
+        }
         log::info!(target: "patroni.ha", "initialized a new cluster");
         Ok(())
     }

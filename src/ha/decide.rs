@@ -15,7 +15,11 @@
 //! stopped PostgreSQL ([`offline`]'s `recover`), then the running cases
 //! ([`running`]).
 //!
-//! Not covered yet: standby clusters, synchronous mode, failsafe mode and
+//! Synchronous mode (`synchronous_mode: on`) restricts who may race and
+//! asks the executor to keep `/sync` and `synchronous_standby_names` in
+//! line ([`Action::ProcessSyncReplication`], see [`crate::ha::sync`]).
+//!
+//! Not covered yet: standby clusters, quorum commit, failsafe mode and
 //! a required watchdog. Those are
 //! [`Step::Unsupported`], which the executor must treat as "do nothing and
 //! say so", never as a decision.
@@ -102,7 +106,11 @@ pub struct HaSettings {
     pub check_timeline: bool,
     pub paused: bool,
     pub standby_cluster: bool,
+    /// `synchronous_mode` is on (or `quorum`) and this is no standby
+    /// cluster.
     pub synchronous_mode: bool,
+    /// `synchronous_mode: quorum`.
+    pub quorum_commit: bool,
     pub failsafe_mode: bool,
     pub watchdog_required: bool,
     /// The local configuration has a `bootstrap` section: without one a
@@ -130,6 +138,7 @@ impl Default for HaSettings {
             paused: false,
             standby_cluster: false,
             synchronous_mode: false,
+            quorum_commit: false,
             failsafe_mode: false,
             watchdog_required: false,
             bootstrap_configured: false,
@@ -161,6 +170,8 @@ pub struct Facts {
     pub now: Option<DateTime<Utc>>,
     /// Set once [`Query::SleepUntil`] returned.
     pub slept: bool,
+    /// Result of [`Query::ClaimSyncForPromote`].
+    pub sync_claimed: Option<bool>,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -199,6 +210,12 @@ pub enum Query {
     /// A scheduled switchover is due within `loop_wait`: sleep until this
     /// instant (at once if it passed), set `Facts::slept`, ask again.
     SleepUntil(DateTime<Utc>),
+    /// Synchronous mode, about to promote: write `/sync` naming us as
+    /// leader with no standbys (compare-and-set on the version read) and
+    /// set `synchronous_standby_names` to nobody (`*` when strict).
+    /// Answer in `Facts::sync_claimed`; a failed write means someone else
+    /// changed the key (maybe the lock is lost), so the promotion waits.
+    ClaimSyncForPromote,
 }
 
 /// How to stop being primary.
@@ -275,6 +292,14 @@ pub enum Action {
     /// and `scheduled_at` (compare-and-set on its version), so the next
     /// cycles know the promotion they wait for was asked.
     DropFailoverLeader,
+    /// Synchronous mode on a running primary holding the key: bring the
+    /// `/sync` key and `synchronous_standby_names` in line with the
+    /// standbys that stream now ([`crate::ha::sync::plan_multisync`]).
+    ProcessSyncReplication,
+    /// Synchronous mode is off but `/sync` still names a leader: delete
+    /// the key (compare-and-set) and give `synchronous_standby_names` back
+    /// to the configuration.
+    DisableSyncReplication,
     /// Fatal: log `reason` at FATAL/ERROR and exit the daemon with status
     /// 1, leaving PostgreSQL as it is (Patroni's `sys.exit(1)`).
     Exit {
@@ -352,6 +377,46 @@ fn peers_or_query<'a>(
                 .map(|m| m.name.clone())
                 .collect(),
         ))),
+    }
+}
+
+/// Synchronous mode is on and the leader has claimed `/sync` (Patroni's
+/// `sync_mode_is_active`): only the standbys listed there may race.
+fn sync_mode_active(cluster: &Cluster, settings: &HaSettings) -> bool {
+    settings.synchronous_mode && !cluster.sync.is_empty()
+}
+
+/// What a running primary with the key does about synchronous
+/// replication each cycle (the sync part of Patroni's
+/// `enforce_primary_role`).
+fn sync_duty(cluster: &Cluster, settings: &HaSettings) -> Option<Action> {
+    if settings.synchronous_mode {
+        Some(Action::ProcessSyncReplication)
+    } else if !cluster.sync.is_empty() {
+        Some(Action::DisableSyncReplication)
+    } else {
+        None
+    }
+}
+
+/// Before a promotion (Patroni's `process_sync_replication_prepromote`):
+/// in synchronous mode, `/sync` must name us first. `Ok` carries what to
+/// run before [`Action::Promote`]; `Err` the step to return instead.
+fn before_promote(
+    cluster: &Cluster,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> Result<Vec<Action>, Step> {
+    if !settings.synchronous_mode {
+        return Ok(sync_duty(cluster, settings).into_iter().collect());
+    }
+    match facts.sync_claimed {
+        None => Err(Step::Query(Query::ClaimSyncForPromote)),
+        Some(true) => Ok(Vec::new()),
+        Some(false) => Err(done(
+            vec![],
+            "Postponing promotion because synchronous replication state was updated by somebody else",
+        )),
     }
 }
 
@@ -454,8 +519,8 @@ fn decide_cycle(
     if settings.standby_cluster {
         return Step::Unsupported("standby cluster".into());
     }
-    if settings.synchronous_mode {
-        return Step::Unsupported("synchronous mode".into());
+    if settings.quorum_commit {
+        return Step::Unsupported("quorum commit (synchronous_mode: quorum)".into());
     }
     if settings.failsafe_mode || settings.watchdog_required {
         return Step::Unsupported("failsafe mode or a required watchdog".into());
@@ -500,3 +565,7 @@ mod tests;
 #[cfg(test)]
 #[path = "decide/notes_tests.rs"]
 mod notes_tests;
+
+#[cfg(test)]
+#[path = "decide/sync_tests.rs"]
+mod sync_tests;

@@ -74,6 +74,8 @@ pub(crate) struct Script {
     pub(crate) reloaded: Cluster,
     /// The clock's answer.
     pub(crate) now: chrono::DateTime<chrono::Utc>,
+    /// The answer to [`Query::ClaimSyncForPromote`].
+    pub(crate) sync_claim: bool,
 }
 
 /// Run one cycle to its decision, recording the queries asked.
@@ -103,6 +105,7 @@ pub(crate) fn cycle(
                     Query::WriteInitializeKey { .. } => facts.initialize_written = Some(true),
                     Query::CurrentTime => facts.now = Some(script.now),
                     Query::SleepUntil(_) => facts.slept = true,
+                    Query::ClaimSyncForPromote => facts.sync_claimed = Some(script.sync_claim),
                 }
             }
             other => return (other, asked),
@@ -125,6 +128,7 @@ pub(crate) fn script() -> Script {
         peers: vec![],
         reloaded: cluster(Some("n2")),
         now: NOW.parse().expect("a valid time"),
+        sync_claim: true,
     }
 }
 
@@ -430,6 +434,7 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
         },
         HaSettings {
             synchronous_mode: true,
+            quorum_commit: true,
             ..HaSettings::default()
         },
         HaSettings {

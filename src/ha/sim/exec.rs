@@ -191,6 +191,8 @@ impl Sim {
                 let ok = applied && self.dcs.write_initialize(&sysid, create_new, now) && answered;
                 cycle.facts.initialize_written = Some(ok);
             }
+            // The simulated clusters run without synchronous mode.
+            Query::ClaimSyncForPromote => cycle.facts.sync_claimed = Some(applied && answered),
             Query::FetchPeerStatuses(_) | Query::CurrentTime | Query::SleepUntil(_) => {}
         }
     }
@@ -344,6 +346,7 @@ impl Sim {
         let name = self.nodes[i].name.clone();
         let now = self.now;
         Ok(match action {
+            Action::ProcessSyncReplication | Action::DisableSyncReplication => Ok(()),
             Action::Promote => {
                 if !self.nodes[i].pg.running {
                     return Ok(Err("PostgreSQL is not running".into()));
