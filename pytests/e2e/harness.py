@@ -318,6 +318,7 @@ class Node:
                         "parameters": {"wal_level": "replica", "hot_standby": "on", "max_wal_senders": 10,
                                        "max_replication_slots": 10, "wal_log_hints": "on"},
                     },
+                    **c.dynamic,
                 },
                 "initdb": [{"encoding": "UTF8"}, "data-checksums"],
             },
@@ -487,8 +488,10 @@ class Cluster:
     """An etcd server and three Patroni nodes sharing one scope."""
 
     def __init__(self, workdir: pathlib.Path, dcs: str, daemon: List[str], run_as: RunAs,
-                 node_tags: List[Dict[str, object]]):
+                 node_tags: List[Dict[str, object]], dynamic: Optional[Dict[str, object]] = None):
         assert dcs in ("etcd3", "etcd"), dcs
+        # Extra `bootstrap.dcs` settings (e.g. synchronous_mode).
+        self.dynamic = dict(dynamic or {})
         self.dir = workdir
         self.dcs = dcs
         self.daemon = daemon
