@@ -250,3 +250,87 @@ fn switchover_in_sync_mode_hands_over_only_to_a_sync_standby() {
         &mut notes
     ));
 }
+
+/// Over a grid of leaders, failover keys, `/sync` keys, claims and peers:
+/// - a standby that `/sync` does not list never races its way to a
+///   promotion while the key is active, unless a manual failover (no
+///   leader named) names it, which Patroni allows on purpose (a standby
+///   that already holds the leader key won its race earlier);
+/// - every promotion in synchronous mode follows a successful claim of
+///   `/sync`, and a refused claim never promotes;
+/// - a primary holding the key always keeps `/sync` in line.
+#[test]
+fn sync_invariants_over_the_input_grid() {
+    let failovers = [
+        None,
+        Some(r#"{"leader":"n1","member":"n2"}"#),
+        Some(r#"{"member":"n2"}"#),
+        Some(r#"{"leader":"n1","member":"n3"}"#),
+    ];
+    let keys = [
+        None,
+        Some(r#"{"leader":"n1","sync_standby":"n3"}"#),
+        Some(r#"{"leader":"n1","sync_standby":"n2"}"#),
+        Some(r#"{"leader":"n2","sync_standby":"n1"}"#),
+    ];
+    let mut checked = 0;
+    for leader in [None, Some("n1"), Some("n2")] {
+        for failover in failovers {
+            for key in keys {
+                for (is_primary, claim) in [(false, true), (false, false), (true, true)] {
+                    for peers_behind in [false, true] {
+                        let mut c = plain_n3(cluster(leader));
+                        if let Some(k) = key {
+                            c = with_sync(c, k);
+                        }
+                        c.failover =
+                            failover.map(|f| crate::model::Failover::from_node(Some(8), f));
+                        let peers = if peers_behind {
+                            vec![streaming_in(&c, "n1", 10), streaming_in(&c, "n3", 10)]
+                        } else {
+                            vec![streaming_in(&c, "n3", 9000)]
+                        };
+                        let pg = if is_primary {
+                            primary_pg()
+                        } else {
+                            replica_pg(5000)
+                        };
+                        let (step, asked) = cycle(
+                            &c,
+                            &me("n2", json!({})),
+                            &pg,
+                            &sync_on(),
+                            &Script {
+                                peers,
+                                sync_claim: claim,
+                                reloaded: c.clone(),
+                                ..script()
+                            },
+                        );
+                        let d = decision(step);
+                        let ctx = format!(
+                            "{leader:?} {failover:?} {key:?} claim={claim} {asked:?} {d:?}"
+                        );
+                        let listed = key.is_none() || c.sync.matches("n2", true);
+                        let manual_to_me = failover == Some(r#"{"member":"n2"}"#);
+                        if d.actions.contains(&Action::Promote) {
+                            assert!(
+                                listed || manual_to_me || leader == Some("n2"),
+                                "an unlisted standby promoted: {ctx}"
+                            );
+                            assert!(
+                                asked.contains(&Query::ClaimSyncForPromote) && claim,
+                                "promoted without claiming /sync: {ctx}"
+                            );
+                        }
+                        if is_primary && leader == Some("n2") {
+                            assert!(d.actions.contains(&Action::ProcessSyncReplication), "{ctx}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 3 * 4 * 4 * 3 * 2);
+}
