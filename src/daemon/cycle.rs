@@ -89,15 +89,26 @@ impl Daemon {
         if cluster.member(&self.cfg.name).is_none() {
             self.touch_member(&pg).await;
         }
-        let message = match self.converse(cluster, &pg).await {
+        let message = match self.converse(cluster.clone(), &pg).await {
             Ok(m) => m,
             Err(m) => m,
         };
+        let cluster_now = self.cluster.clone().unwrap_or(cluster);
         // Observe again first: a promotion in this cycle must create the
         // members' slots now, not one loop later.
         let pg = self.pg.observe(self.sysid.clone()).await;
         if self.is_leader {
             self.leader_housekeeping().await;
+            if self.pg.role == "standby_leader" && self.cfg.use_slots {
+                // The standby leader serves the members' slots as a
+                // primary would (physical slots work on a standby).
+                if let Err(e) =
+                    slots::sync_member_slots(&self.pg.monitor, &cluster_now, &self.cfg.name, false)
+                        .await
+                {
+                    log::warn!(target: "patroni.ha", "replication slot maintenance failed: {e}");
+                }
+            }
         }
         self.pg.seen_running = pg.running;
         if !self.is_leader || self.cfg.ha.paused {
@@ -181,6 +192,7 @@ impl Daemon {
                         matches!(
                             a,
                             Action::Bootstrap
+                                | Action::BootstrapStandbyLeader
                                 | Action::CreateReplica { .. }
                                 | Action::CreateReplicaWithoutLeader
                         )
@@ -298,6 +310,10 @@ impl Daemon {
                 Action::DropFailoverLeader => self.drop_failover_leader(cluster).await,
                 Action::CreateReplicaWithoutLeader => self.create_replica_without_leader().await,
                 Action::StartAsPrimary => self.start_as_primary().await,
+                Action::FollowRemote { standby_leader } => {
+                    self.follow_remote(*standby_leader).await
+                }
+                Action::BootstrapStandbyLeader => self.bootstrap_standby_leader(cluster).await,
                 Action::ProcessSyncReplication => self.process_sync_replication(cluster).await,
                 Action::DisableSyncReplication => self.disable_sync_replication(cluster).await,
                 Action::CrashRecovery => self.crash_recovery().await,
@@ -375,6 +391,7 @@ impl Daemon {
             DemoteMode::Graceful => (StopMode::Fast, true, true, false),
             DemoteMode::Immediate => (StopMode::Immediate, false, true, false),
             DemoteMode::ImmediateNoLock => (StopMode::Immediate, false, false, false),
+            DemoteMode::Cluster => (StopMode::Fast, false, false, false),
         };
         if checkpoint {
             if let Err(e) = self.pg.monitor.query("CHECKPOINT", &[]).await {
@@ -388,6 +405,12 @@ impl Daemon {
         self.sync_tracker.reset();
         if release {
             self.release_leader_key(last_lsn).await;
+        }
+        if mode == DemoteMode::Cluster {
+            // Into a standby cluster: the key holder stays the leader, as
+            // the standby leader of the remote primary.
+            self.pg.role = "demoted".to_owned();
+            return self.follow_remote(self.is_leader).await;
         }
         self.is_leader = false;
         self.pg.role = "demoted".to_owned();
@@ -492,7 +515,7 @@ impl Daemon {
     }
 
     /// Remember how a start ended, for the next cycle's decision.
-    fn after_start(&mut self, result: &Result<(), LocalError>) {
+    pub(super) fn after_start(&mut self, result: &Result<(), LocalError>) {
         match result {
             Ok(()) => self.pg.crash_recovery_started = false,
             Err(_) => self.pg.start_failed = true,

@@ -269,7 +269,12 @@ impl LocalPostgres {
         if let Some(i) = &info {
             if !i.is_in_recovery && self.role != "primary" {
                 self.role = "primary".to_owned();
-            } else if i.is_in_recovery && self.role != "replica" && self.role != "promoted" {
+            } else if i.is_in_recovery
+                && !matches!(
+                    self.role.as_str(),
+                    "replica" | "promoted" | "standby_leader"
+                )
+            {
                 self.role = "replica".to_owned();
             }
         }
@@ -509,11 +514,21 @@ impl LocalPostgres {
     /// Point a running replica at `source`: rewrite the files and reload
     /// (PostgreSQL 13+ applies `primary_conninfo` on reload).
     pub async fn follow(&mut self, source: Option<&ReplicationSource>) -> Result<bool, LocalError> {
+        self.follow_as(Role::Replica, source).await
+    }
+
+    /// [`LocalPostgres::follow`] with the files written for `role` (a
+    /// standby leader streams from a remote primary).
+    pub async fn follow_as(
+        &mut self,
+        role: Role,
+        source: Option<&ReplicationSource>,
+    ) -> Result<bool, LocalError> {
         let name = source.map(|s| s.name.clone());
         if name == self.following {
             return Ok(false);
         }
-        self.write_files(Role::Replica, source).await?;
+        self.write_files(role, source).await?;
         if let Some(pm) = self.postmaster.as_mut() {
             pm.reload()
                 .map_err(|e| LocalError::Process(e.to_string()))?;

@@ -41,6 +41,7 @@ pub mod peers;
 mod provision;
 pub mod requests;
 pub mod slots;
+mod standby;
 mod sync;
 
 use local::LocalPostgres;

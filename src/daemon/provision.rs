@@ -196,11 +196,22 @@ impl Daemon {
 
     /// Run the replica creation methods, copying from `source` (`None`:
     /// only the methods that work without a primary), with the state
-    /// `creating replica` published meanwhile.
-    async fn run_replica_methods(
+    /// `creating replica` published meanwhile. A remote source (standby
+    /// cluster) brings its own `create_replica_methods` when it has them.
+    pub(super) async fn run_replica_methods(
         &mut self,
         source: Option<&crate::postgres::ReplicationSource>,
     ) -> Result<(), String> {
+        let methods = source
+            .filter(|s| s.remote)
+            .and_then(|s| s.data.get("create_replica_methods"))
+            .and_then(Value::as_seq)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|list| !list.is_empty());
         self.pg.state = "creating replica".to_owned();
         self.publish();
         let commands = PgCommands::from_config(&self.cfg.postgresql);
@@ -210,7 +221,7 @@ impl Daemon {
             commands: &commands,
             scope: &self.cfg.scope,
             postgresql: &self.cfg.postgresql,
-            methods: None,
+            methods,
             source,
             replication: self.cfg.auth("replication"),
             pgpass: &self.pgpass_path(),

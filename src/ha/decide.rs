@@ -19,14 +19,18 @@
 //! asks the executor to keep `/sync` and `synchronous_standby_names` in
 //! line ([`Action::ProcessSyncReplication`], see [`crate::ha::sync`]).
 //!
-//! Not covered yet: standby clusters, quorum commit, failsafe mode and
-//! a required watchdog. Those are
+//! A standby cluster ([`standby`]) has a standby leader that streams from
+//! a remote primary instead of a primary.
+//!
+//! Not covered yet: quorum commit, failsafe mode and a required watchdog.
+//! Those are
 //! [`Step::Unsupported`], which the executor must treat as "do nothing and
 //! say so", never as a decision.
 
 mod failover;
 mod offline;
 mod running;
+mod standby;
 mod stop;
 
 use chrono::{DateTime, Utc};
@@ -236,6 +240,10 @@ pub enum DemoteMode {
     /// Patroni's `immediate`: stop at once, release the key, then follow
     /// whoever leads next.
     Immediate,
+    /// Patroni's `demote-cluster`: the cluster became a standby cluster.
+    /// Fast stop, keep the key, start again as the standby leader
+    /// streaming from the remote primary.
+    Cluster,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +256,16 @@ pub enum Action {
     Follow {
         member: Option<String>,
     },
+    /// Standby cluster: make PostgreSQL stream from the remote primary of
+    /// `standby_cluster` (starting it if it is stopped), as the standby
+    /// leader when we hold the key, else as a replica.
+    FollowRemote {
+        standby_leader: bool,
+    },
+    /// Standby cluster, we won the `initialize` race: copy the remote
+    /// primary, start as its standby, then publish `initialize`, take the
+    /// leader key and write `/config`.
+    BootstrapStandbyLeader,
     /// We won the `initialize` race: initdb (or the custom bootstrap
     /// method), start, create the users, then publish `initialize` with
     /// the system identifier, take the leader key, write `/config` and
@@ -456,6 +474,9 @@ fn follow(
     demote_reason: &str,
     follow_reason: &str,
 ) -> Step {
+    if settings.standby_cluster {
+        return standby::follow(cluster, me, pg, settings, demote_reason, follow_reason);
+    }
     let target = node_to_follow(cluster, me);
     if settings.paused {
         if pg.is_primary {
@@ -516,9 +537,6 @@ fn decide_cycle(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.standby_cluster {
-        return Step::Unsupported("standby cluster".into());
-    }
     if settings.quorum_commit {
         return Step::Unsupported("quorum commit (synchronous_mode: quorum)".into());
     }
@@ -540,6 +558,17 @@ fn decide_cycle(
     }
     match cluster.leader.as_ref().map(|l| l.name.as_str()) {
         Some(leader) if leader == me.name => running::with_lock(cluster, me, pg, settings, facts),
+        Some(leader) if settings.standby_cluster => follow(
+            cluster,
+            me,
+            pg,
+            settings,
+            "cannot be a real primary in a standby cluster",
+            &format!(
+                "no action. I am ({}), a secondary, and following a standby leader ({leader})",
+                me.name
+            ),
+        ),
         Some(leader) => {
             let leader = leader.to_owned();
             follow(

@@ -429,10 +429,6 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
     let me2 = me("n2", json!({}));
     for settings in [
         HaSettings {
-            standby_cluster: true,
-            ..HaSettings::default()
-        },
-        HaSettings {
             synchronous_mode: true,
             quorum_commit: true,
             ..HaSettings::default()

@@ -32,7 +32,7 @@ pub(super) fn race_input<'a>(
         maximum_lag_on_failover: settings.maximum_lag_on_failover,
         check_replication_lag,
         check_timeline: settings.check_timeline,
-        standby_cluster: false,
+        standby_cluster: settings.standby_cluster,
         sync_mode_active: active,
         quorum_commit_active: false,
         sync: &cluster.sync,

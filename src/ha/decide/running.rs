@@ -4,6 +4,7 @@
 //! [`super::failover`].
 
 use super::failover::{self, FromLeader, PausedRace};
+use super::standby;
 use super::{
     before_promote, done, follow_fresh, peers_or_query, sync_duty, sync_mode_active, with_notes,
     Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query, Step,
@@ -19,9 +20,10 @@ pub(super) fn with_lock(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.paused && !pg.is_primary {
+    if settings.paused && !pg.is_primary && !settings.standby_cluster {
         // Paused, the key follows PostgreSQL's role, except while the
-        // candidate of a manual failover waits for its promotion.
+        // candidate of a manual failover waits for its promotion (or in a
+        // standby cluster, whose leader is never a primary).
         let candidate = failover::requested(cluster).and_then(|f| f.candidate.as_deref());
         return if candidate == Some(me.name.as_str()) {
             done(vec![], "waiting to become primary after promote...")
@@ -44,6 +46,13 @@ pub(super) fn with_lock(
                     notes,
                 } => (vec![], notes),
             };
+            if settings.standby_cluster {
+                let message = standby::holder_message(me, pg);
+                return with_notes(
+                    standby::as_standby_leader(pg, settings, actions, &message),
+                    notes,
+                );
+            }
             let step = if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
                 actions.extend(sync_duty(cluster, settings));
                 done(
@@ -186,6 +195,12 @@ pub(super) fn leader_race(
     }
     let step = match facts.lock_acquired {
         None => return Step::Query(Query::AcquireLock),
+        Some(true) if settings.standby_cluster => standby::as_standby_leader(
+            pg,
+            settings,
+            actions,
+            "promoted self to a standby leader by acquiring session lock",
+        ),
         Some(true) if pg.is_primary => {
             actions.extend(sync_duty(cluster, settings));
             done(actions, "acquired session lock as a leader")

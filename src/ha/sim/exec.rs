@@ -347,6 +347,10 @@ impl Sim {
         let now = self.now;
         Ok(match action {
             Action::ProcessSyncReplication | Action::DisableSyncReplication => Ok(()),
+            // The simulated clusters are never standby clusters.
+            Action::FollowRemote { .. } | Action::BootstrapStandbyLeader => {
+                Err("standby clusters are not simulated".into())
+            }
             Action::Promote => {
                 if !self.nodes[i].pg.running {
                     return Ok(Err("PostgreSQL is not running".into()));
