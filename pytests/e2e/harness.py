@@ -88,6 +88,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_status(url: str, timeout: float = 3.0) -> int:
+    """The status code of a GET, whatever it is."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def http_json(url: str, timeout: float = 3.0, data: Optional[bytes] = None) -> object:
     """GET (or POST `data`) and decode the JSON answer, whatever the status:
     Patroni answers 503 with a JSON body on health endpoints."""

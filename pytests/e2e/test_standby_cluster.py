@@ -12,14 +12,12 @@ against Python Patroni 4.1.5 (PATRONI_E2E_IMPL=python).
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from typing import List
 
 import pytest
 
 from . import harness
-from .conftest import _ACTIVE
+from .conftest import running_cluster
 from .harness import LOOP_WAIT, TTL, Cluster, Node, cluster_json, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -28,44 +26,17 @@ STREAMING_S = 150
 LOST_HOST_S = TTL + LOOP_WAIT + 30
 
 
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 @pytest.fixture(scope="module")
 def clusters(tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
     """(primary cluster of one node, standby cluster of two nodes)."""
-    run_as = harness.node_user()
-    made = []
-    try:
-        main_dir = tmp_path_factory.mktemp("e2e-main")
-        harness.make_reachable(main_dir, stop_at=tmp_path_factory.getbasetemp().parent)
-        main = Cluster(main_dir, "etcd3", daemon_argv, run_as, [{}])
-        main.scope = "e2e-main"
-        _ACTIVE.append(main)
-        made.append(main)
-        main.start()
+    with running_cluster(tmp_path_factory, "etcd3", daemon_argv, [{}], prefix="e2e-main", scope="e2e-main") as main:
         leader = wait_for(main.leader_key, STREAMING_S, "the primary cluster's leader", check=main.check_running)
         primary = main.node(leader)
         wait_for(lambda: primary.psql("SELECT pg_is_in_recovery()") == "f", 60, "a writable primary")
-
-        standby_dir = tmp_path_factory.mktemp("e2e-standby")
-        harness.make_reachable(standby_dir, stop_at=tmp_path_factory.getbasetemp().parent)
-        standby = Cluster(standby_dir, "etcd3", daemon_argv, run_as, [{}, {}],
-                          dynamic={"standby_cluster": {"host": "127.0.0.1", "port": primary.pg_port}})
-        standby.scope = "e2e-standby"
-        _ACTIVE.append(standby)
-        made.append(standby)
-        standby.start()
-        yield main, standby
-    finally:
-        for c in reversed(made):
-            c.cleanup()
-            _ACTIVE.remove(c)
+        remote = {"standby_cluster": {"host": "127.0.0.1", "port": primary.pg_port}}
+        with running_cluster(tmp_path_factory, "etcd3", daemon_argv, [{}, {}], prefix="e2e-standby",
+                             dynamic=remote, scope="e2e-standby") as standby:
+            yield main, standby
 
 
 def member_role(cluster: Cluster, name: str) -> str:
@@ -86,8 +57,8 @@ def test_standby_leader_copies_the_remote_primary(clusters) -> None:
     leader = standby.node(name)
     wait_for(lambda: member_role(standby, name) == "standby_leader", 60, f"{name} to be the standby_leader")
     assert leader.psql("SELECT pg_is_in_recovery()") == "t"
-    assert http_status(leader.api_url + "/standby-leader") == 200
-    assert http_status(leader.api_url + "/primary") == 503
+    assert harness.http_status(leader.api_url + "/standby-leader") == 200
+    assert harness.http_status(leader.api_url + "/primary") == 503
     other = next(n for n in standby.nodes if n.name != name)
     wait_for(lambda: member_role(standby, other.name) == "replica"
              and (cluster_json(standby, f"members/{other.name}") or {}).get("state") == "running",

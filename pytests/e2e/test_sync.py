@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
 import urllib.request
 from typing import List, Optional
 
 import pytest
 
 from . import harness
-from .conftest import _ACTIVE
+from .conftest import running_cluster
 from .harness import LOOP_WAIT, TTL, Cluster, Node, cluster_json, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -33,26 +32,9 @@ LOST_HOST_S = TTL + LOOP_WAIT + 20
 @pytest.fixture(scope="module", params=["etcd3", "etcd"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
     """Three nodes, no tags, synchronous mode on from the start."""
-    dcs = request.param
-    workdir = tmp_path_factory.mktemp(f"e2e-sync-{dcs}")
-    harness.make_reachable(workdir, stop_at=tmp_path_factory.getbasetemp().parent)
-    c = Cluster(workdir, dcs, daemon_argv, harness.node_user(), [{}, {}, {}],
-                dynamic={"synchronous_mode": True})
-    _ACTIVE.append(c)
-    try:
-        c.start()
+    with running_cluster(tmp_path_factory, request.param, daemon_argv, [{}, {}, {}], prefix="e2e-sync",
+                         dynamic={"synchronous_mode": True}) as c:
         yield c
-    finally:
-        c.cleanup()
-        _ACTIVE.remove(c)
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def patch_config(node: Node, change: dict) -> None:
@@ -118,7 +100,7 @@ def test_leader_names_one_sync_standby(cluster: Cluster) -> None:
     wait_for(lambda: f"{standby}:sync" in sync_rows(primary), 30, f"{standby} reported sync by PostgreSQL")
     # The REST API agrees: /sync answers 200 on the standby, 503 elsewhere.
     for n in cluster.nodes:
-        code = http_status(n.api_url + "/sync")
+        code = harness.http_status(n.api_url + "/sync")
         assert code == (200 if n.name == standby else 503), (n.name, code)
     primary.psql("CREATE TABLE e2e_sync (id int PRIMARY KEY)")
     cluster.rows = insert(primary, 1, 100)

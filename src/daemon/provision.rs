@@ -143,6 +143,31 @@ impl Daemon {
         })
         .await
         .map_err(err)?;
+        self.publish_new_cluster(cluster).await?;
+        self.pg.role = "primary".to_owned();
+        self.checkpoint_after_promote();
+        if self.cfg.ha.synchronous_mode {
+            // Until a standby is confirmed: nobody, or any one when strict.
+            let strict = self
+                .config
+                .effective()
+                .get("synchronous_mode_strict")
+                .and_then(crate::config::units::parse_bool)
+                .unwrap_or(false);
+            self.set_ssn(strict.then(|| "*".to_owned())).await?;
+        }
+        log::info!(target: "patroni.ha", "initialized a new cluster");
+        Ok(())
+    }
+
+    /// A new cluster (or standby cluster) runs here: publish it as
+    /// Patroni's `post_bootstrap` does, the `initialize` key with our
+    /// system identifier, `/config` unless someone wrote one, then the
+    /// leader key.
+    pub(super) async fn publish_new_cluster(
+        &mut self,
+        cluster: &Cluster,
+    ) -> Result<(), LocalError> {
         let sysid = self
             .pg
             .controldata()
@@ -152,12 +177,12 @@ impl Daemon {
         self.sysid = Some(sysid.clone());
         let dcs_err = |e: crate::dcs::DcsError| LocalError::Process(e.to_string());
         self.dcs.initialize(false, &sysid).await.map_err(dcs_err)?;
-        let dynamic = Value::Map(self.config.dynamic_configuration().clone());
         if cluster
             .config
             .as_ref()
             .is_none_or(|c| c.modify_version.is_none())
         {
+            let dynamic = Value::Map(self.config.dynamic_configuration().clone());
             if let Some(json) = dynamic.to_json() {
                 self.dcs
                     .set_config_value(&compact(&json), None)
@@ -178,19 +203,6 @@ impl Daemon {
         }
         self.is_leader = true;
         self.lease_renewed(started);
-        self.pg.role = "primary".to_owned();
-        self.checkpoint_after_promote();
-        if self.cfg.ha.synchronous_mode {
-            // Until a standby is confirmed: nobody, or any one when strict.
-            let strict = self
-                .config
-                .effective()
-                .get("synchronous_mode_strict")
-                .and_then(crate::config::units::parse_bool)
-                .unwrap_or(false);
-            self.set_ssn(strict.then(|| "*".to_owned())).await?;
-        }
-        log::info!(target: "patroni.ha", "initialized a new cluster");
         Ok(())
     }
 

@@ -124,42 +124,7 @@ impl Daemon {
         }
         log::info!(target: "patroni.ha", "bootstrapped {what}");
         self.pg.start(Role::StandbyLeader, Some(&source)).await?;
-        let sysid = self
-            .pg
-            .controldata()
-            .await
-            .and_then(|c| c.system_identifier().map(str::to_owned))
-            .ok_or_else(|| LocalError::Process("cannot read the system identifier".into()))?;
-        self.sysid = Some(sysid.clone());
-        let dcs_err = |e: crate::dcs::DcsError| LocalError::Process(e.to_string());
-        self.dcs.initialize(false, &sysid).await.map_err(dcs_err)?;
-        if cluster
-            .config
-            .as_ref()
-            .is_none_or(|c| c.modify_version.is_none())
-        {
-            let dynamic = Value::Map(self.config.dynamic_configuration().clone());
-            if let Some(json) = dynamic.to_json() {
-                self.dcs
-                    .set_config_value(&compact(&json), None)
-                    .await
-                    .map_err(dcs_err)?;
-            }
-        }
-        let started = tokio::time::Instant::now();
-        if !self
-            .dcs
-            .attempt_to_acquire_leader()
-            .await
-            .map_err(dcs_err)?
-        {
-            return Err(LocalError::Process(
-                "another member took the leader key during bootstrap".into(),
-            ));
-        }
-        self.is_leader = true;
-        self.lease_renewed(started);
-        Ok(())
+        self.publish_new_cluster(cluster).await
     }
 }
 
