@@ -408,7 +408,7 @@ impl SyncTracker {
             ..CurrentSync::default()
         };
         for c in ordered {
-            let lag = max_lsn - c.lsn;
+            let lag = max_lsn.saturating_sub(c.lsn);
             if settings.maximum_lag_on_syncnode > 0 && lag > settings.maximum_lag_on_syncnode {
                 continue;
             }

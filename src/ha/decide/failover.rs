@@ -127,7 +127,8 @@ pub(super) fn failover_possible(
         let lagging = if cluster_lsn != 0 {
             st.wal_position < cluster_lsn
         } else {
-            cluster.status.last_lsn - st.wal_position > settings.maximum_lag_on_failover
+            cluster.status.last_lsn.saturating_sub(st.wal_position)
+                > settings.maximum_lag_on_failover
         };
         if let Some(reason) = st.failover_limitation() {
             notes.push(format!("Member {} is {reason}", m.name));
