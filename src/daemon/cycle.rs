@@ -280,6 +280,21 @@ impl Daemon {
                 };
                 facts.initialize_written = Some(written);
             }
+            Query::WriteDynamicConfig => {
+                let dynamic = Value::Map(self.config.dynamic_configuration().clone());
+                if let Some(json) = dynamic.to_json() {
+                    let text = crate::model::json::compact(&json);
+                    match self.dcs.set_config_value(&text, None).await {
+                        Ok(()) => {
+                            if let Ok(fresh) = self.load_cluster().await {
+                                *cluster = fresh;
+                            }
+                        }
+                        Err(e) => log::warn!(target: "patroni.ha", "failed to write /config: {e}"),
+                    }
+                }
+                facts.config_written = true;
+            }
             Query::ClaimSyncForPromote => {
                 let claimed = self.claim_sync_for_promote(cluster).await;
                 facts.sync_claimed = Some(claimed);

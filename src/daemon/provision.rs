@@ -456,7 +456,7 @@ impl Daemon {
             .arg(&self.cfg.data_dir)
             .arg(format!("--source-server={dsn}"))
             .stdin(std::process::Stdio::null());
-        if let Some(Value::Str(p)) = password {
+        if let Some(Value::Str(p)) = &password {
             command.env("PGPASSWORD", p);
         }
         let output = command
@@ -466,6 +466,7 @@ impl Daemon {
         if output.status.success() {
             log::info!(target: "patroni.postgresql.rewind", "pg_rewind finished: {}",
                 String::from_utf8_lossy(&output.stderr).trim());
+            self.flush_source_wal(&dsn, password.as_ref()).await;
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
@@ -477,5 +478,50 @@ impl Daemon {
             self.sysid = None;
         }
         Err(LocalError::Process(format!("pg_rewind failed: {stderr}")))
+    }
+
+    /// After a rewind, make the source flush its WAL. pg_rewind sets our
+    /// minimum recovery point to the source's *insert* position, and a
+    /// record inserted but not yet flushed there (a standby snapshot on an
+    /// idle primary, say) is not streamed until something else flushes,
+    /// which keeps the rewound node from accepting connections for that
+    /// long (seen: 21 s). One tiny transaction, committed with a local
+    /// flush only (never waiting for synchronous standbys), ends the wait.
+    /// Best effort: a failure only costs that wait.
+    async fn flush_source_wal(&self, dsn: &str, password: Option<&Value>) {
+        let program = self.cfg.program("psql");
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                dsn,
+                "-c",
+            ])
+            .arg(
+                "BEGIN; SET LOCAL synchronous_commit TO local; \
+                 SELECT pg_catalog.txid_current(); COMMIT;",
+            )
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(Value::Str(p)) = password {
+            command.env("PGPASSWORD", p);
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), command.output()).await {
+            Ok(Ok(out)) if out.status.success() => {}
+            Ok(Ok(out)) => log::debug!(target: "patroni.postgresql.rewind",
+                "could not make the source flush its WAL: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            Ok(Err(e)) => {
+                log::debug!(target: "patroni.postgresql.rewind", "cannot run {}: {e}", program.display())
+            }
+            Err(_) => {
+                log::debug!(target: "patroni.postgresql.rewind", "flushing the source's WAL timed out")
+            }
+        }
     }
 }

@@ -176,6 +176,8 @@ pub struct Facts {
     pub slept: bool,
     /// Result of [`Query::ClaimSyncForPromote`].
     pub sync_claimed: Option<bool>,
+    /// Set once [`Query::WriteDynamicConfig`] was answered.
+    pub config_written: bool,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -220,6 +222,11 @@ pub enum Query {
     /// Answer in `Facts::sync_claimed`; a failed write means someone else
     /// changed the key (maybe the lock is lost), so the promotion waits.
     ClaimSyncForPromote,
+    /// We hold the leader key and `/config` is missing or empty: write
+    /// our dynamic configuration there, read the cluster again, set
+    /// `Facts::config_written` and ask again (Patroni does this for a
+    /// cluster adopted from an existing data directory).
+    WriteDynamicConfig,
 }
 
 /// How to stop being primary.

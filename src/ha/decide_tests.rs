@@ -17,6 +17,7 @@ pub(crate) fn cluster(leader: Option<&str>) -> Cluster {
         ("members/n3", REPLICA3, Some(3)),
         ("status", r#"{"optime":5000}"#, Some(4)),
         ("initialize", "7000000000000000001", Some(7)),
+        ("config", r#"{"ttl":30,"loop_wait":10}"#, Some(8)),
         (
             "history",
             r#"[[1,100,"no recovery target specified","2026-11-22T01:21:26+00:00","n1"]]"#,
@@ -106,6 +107,7 @@ pub(crate) fn cycle(
                     Query::CurrentTime => facts.now = Some(script.now),
                     Query::SleepUntil(_) => facts.slept = true,
                     Query::ClaimSyncForPromote => facts.sync_claimed = Some(script.sync_claim),
+                    Query::WriteDynamicConfig => facts.config_written = true,
                 }
             }
             other => return (other, asked),

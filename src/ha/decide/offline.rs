@@ -33,6 +33,12 @@ pub(super) fn before_running(
             }));
         }
     }
+    if has_lock(cluster, me)
+        && cluster.config.as_ref().is_none_or(|c| c.data.is_empty())
+        && !facts.config_written
+    {
+        return Some(Step::Query(Query::WriteDynamicConfig));
+    }
     if pg.start_failed && !pg.running {
         return Some(post_recover(cluster, me));
     }

@@ -201,3 +201,15 @@ fn nobody_is_ever_promoted_in_a_standby_cluster() {
     }
     assert_eq!(checked, 3 * 3 * 3 * 3);
 }
+
+#[test]
+fn a_key_holder_without_config_publishes_its_own_first() {
+    // Adopted from an existing data directory: nobody wrote `/config`.
+    let mut c = cluster(Some("n2"));
+    c.config = None;
+    let (_, asked) = run(&c, "n2", &as_role("standby_leader"), &script());
+    assert_eq!(asked, [Query::WriteDynamicConfig, Query::RefreshLock]);
+    // Not the key holder: not ours to write.
+    let (_, asked) = run(&c, "n1", &replica_pg(5000), &script());
+    assert!(!asked.contains(&Query::WriteDynamicConfig), "{asked:?}");
+}

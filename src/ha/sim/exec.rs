@@ -193,6 +193,7 @@ impl Sim {
             }
             // The simulated clusters run without synchronous mode.
             Query::ClaimSyncForPromote => cycle.facts.sync_claimed = Some(applied && answered),
+            Query::WriteDynamicConfig => cycle.facts.config_written = true,
             Query::FetchPeerStatuses(_) | Query::CurrentTime | Query::SleepUntil(_) => {}
         }
     }
