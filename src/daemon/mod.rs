@@ -80,6 +80,9 @@ pub struct Daemon {
     checkpoint_done: Arc<std::sync::atomic::AtomicBool>,
     /// What the primary remembers about `synchronous_standby_names`.
     sync_tracker: crate::ha::sync::SyncTracker,
+    /// Asking the primary not to pick us as a synchronous standby (our
+    /// member key says `nosync` while a restart or stop is under way).
+    disable_sync: bool,
 }
 
 /// Why the daemon could not start.
@@ -329,6 +332,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         fence: fence::Fence::start(cfg_data_dir),
         checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         sync_tracker: Default::default(),
+        disable_sync: false,
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;
