@@ -93,6 +93,8 @@ impl Daemon {
         let pg = self.pg.observe(self.sysid.clone()).await;
         if self.is_leader {
             self.leader_housekeeping().await;
+        } else {
+            self.replica_housekeeping().await;
         }
         self.pg.seen_running = pg.running;
         if !self.is_leader || self.cfg.ha.paused {

@@ -76,6 +76,7 @@ pub struct Daemon {
     fence: fence::Fence,
     /// The CHECKPOINT after our last promotion (or bootstrap) finished.
     checkpoint_done: Arc<std::sync::atomic::AtomicBool>,
+    retain_slots: slots::RetainSlots,
 }
 
 /// Why the daemon could not start.
@@ -324,6 +325,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         scheduled_restart: None,
         fence: fence::Fence::start(cfg_data_dir),
         checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        retain_slots: Default::default(),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;
