@@ -598,6 +598,59 @@ impl super::Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::cluster::RawNode;
+
+    fn cluster(nodes: &[(&str, &str)]) -> Cluster {
+        Cluster::from_raw_nodes(nodes.iter().map(|(k, v)| RawNode {
+            key: k,
+            value: v,
+            version: Some(1),
+            session: None,
+        }))
+    }
+
+    #[test]
+    fn retain_slots_follow_patroni() {
+        let c = cluster(&[
+            (
+                "config",
+                r#"{"member_slots_ttl": 100, "slots": {"perm": {}}}"#,
+            ),
+            ("leader", "a"),
+            ("members/a", r#"{"conn_url":"postgres://a/x"}"#),
+            ("members/b", r#"{"conn_url":"postgres://b/x"}"#),
+            (
+                "members/n",
+                r#"{"conn_url":"postgres://n/x","tags":{"nostream":true}}"#,
+            ),
+            ("status", r#"{"optime": 1, "retain_slots": ["old"]}"#),
+        ]);
+        let settings = plan::SlotSettings::from_cluster(&c, 150000);
+        let published: Vec<(String, i64)> = ["a", "b", "n", "perm", "stranger"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 1))
+            .collect();
+        let mut retain = RetainSlots::default();
+        // First cycle as leader: the previous leader's list restarts its
+        // clocks; members seen now join (not nostream ones, permanent
+        // slots or unknown names; our own name since we are not the last
+        // member listed).
+        assert_eq!(
+            retain.update(&c, "a", &published, &settings, 1000.0),
+            ["a", "b", "old"]
+        );
+        // `b` goes on being published, `old` is not seen again and expires
+        // member_slots_ttl after the leadership began.
+        let only_b = vec![("b".to_owned(), 1)];
+        assert_eq!(
+            retain.update(&c, "a", &only_b, &settings, 1099.0),
+            ["a", "b", "old"]
+        );
+        assert_eq!(retain.update(&c, "a", &only_b, &settings, 1100.0), ["b"]);
+        // A new leadership starts over from /status.
+        retain.stop_leading();
+        assert_eq!(retain.update(&c, "a", &[], &settings, 5000.0), ["old"]);
+    }
 
     #[test]
     fn lsn_text() {
