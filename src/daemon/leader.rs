@@ -37,7 +37,10 @@ impl Daemon {
             create_only: false,
         };
         match slots::sync_slots(&self.pg.monitor, &input).await {
-            Ok(mut found) if settings.can_advance_slots => {
+            Ok(slots::SyncOutcome {
+                positions: mut found,
+                ..
+            }) if settings.can_advance_slots => {
                 // Our own position under our slot name: replicas advance
                 // their copy of it from here.
                 let own = crate::postgres::slot_name_from_member_name(&self.cfg.name);

@@ -18,6 +18,7 @@
 //! Not done (yet): copying logical slots from the primary to a replica
 //! (Patroni copies the slot files and restarts the replica).
 
+mod copy;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -184,17 +185,26 @@ pub struct SyncInput<'a> {
     pub create_only: bool,
 }
 
-/// Bring the slots in line with [`plan::wanted_slots`]. Returns the wanted
-/// slots that exist afterwards with their positions (restart LSN of
-/// physical slots, confirmed flush LSN of logical ones), in
-/// `pg_replication_slots` order, for the leader's `/status`.
+/// What one round of slot maintenance leaves.
+#[derive(Debug, Default)]
+pub struct SyncOutcome {
+    /// The wanted slots that exist, with their positions (restart LSN of
+    /// physical slots, confirmed flush LSN of logical ones), in
+    /// `pg_replication_slots` order, for the leader's `/status`.
+    pub positions: Vec<(String, i64)>,
+    /// On a replica: logical slots it should have a copy of and has not,
+    /// whose position the leader publishes (only those are copied).
+    pub to_copy: Vec<String>,
+}
+
+/// Bring the slots in line with [`plan::wanted_slots`].
 pub async fn sync_slots(
     monitor: &PgMonitor,
     input: &SyncInput<'_>,
-) -> Result<Vec<(String, i64)>, QueryError> {
+) -> Result<SyncOutcome, QueryError> {
     let cluster = input.cluster;
     if cluster.config.is_none() {
-        return Ok(Vec::new());
+        return Ok(SyncOutcome::default());
     }
     let settings = SlotSettings::from_cluster(cluster, input.server_version);
     let plan = plan::wanted_slots(cluster, input.me, input.tags, input.role, &settings);
@@ -210,6 +220,7 @@ pub async fn sync_slots(
         .as_ref()
         .is_some_and(|l| l.name != input.me || !input.in_recovery);
     let mut failed_logical = Vec::new();
+    let mut to_copy = Vec::new();
     ensure_physical(
         monitor,
         &plan,
@@ -222,12 +233,22 @@ pub async fn sync_slots(
     if !input.create_only {
         if input.in_recovery {
             advance_logical_copies(monitor, &plan, &existing, input.replay_lsn);
+            to_copy = plan
+                .slots
+                .iter()
+                .filter(|(name, w)| {
+                    matches!(w.kind, SlotKind::Logical { .. })
+                        && w.lsn.is_some()
+                        && !existing.iter().any(|s| &s.name == name)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
         } else {
             failed_logical = create_logical(monitor, &plan, &existing).await;
         }
     }
     let after = load(monitor, input.server_version).await?;
-    Ok(after
+    let positions = after
         .iter()
         .filter(|s| !failed_logical.contains(&s.name))
         .filter_map(|s| {
@@ -235,7 +256,8 @@ pub async fn sync_slots(
             s.matches(wanted).then_some(())?;
             s.position().map(|lsn| (s.name.clone(), lsn))
         })
-        .collect())
+        .collect();
+    Ok(SyncOutcome { positions, to_copy })
 }
 
 async fn drop_unwanted(
@@ -470,7 +492,7 @@ pub async fn sync_member_slots(
     cluster: &Cluster,
     me: &str,
     me_nofailover: bool,
-) -> Result<Vec<(String, i64)>, QueryError> {
+) -> Result<SyncOutcome, QueryError> {
     let server_version = monitor.server_version().await?;
     let mut tags = Map::new();
     tags.insert("nofailover".into(), me_nofailover.into());
@@ -589,8 +611,14 @@ impl super::Daemon {
             server_version: info.server_version,
             create_only: false,
         };
-        if let Err(e) = sync_slots(&self.pg.monitor, &input).await {
-            log::error!(target: "patroni.postgresql.slots", "Exception when changing replication slots: {e}");
+        match sync_slots(&self.pg.monitor, &input).await {
+            Ok(outcome) if !outcome.to_copy.is_empty() && info.is_in_recovery => {
+                copy::copy_logical_slots(self, &cluster, &outcome.to_copy).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::error!(target: "patroni.postgresql.slots", "Exception when changing replication slots: {e}")
+            }
         }
     }
 }
