@@ -22,6 +22,7 @@ mod copy;
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -472,18 +473,27 @@ fn advance_logical_copies(
                 .push((name.clone(), target));
         }
     }
-    for (database, slots) in jobs {
-        let mut params = monitor.params().clone();
-        params.dbname = database;
-        tokio::spawn(async move {
+    if jobs.is_empty() || ADVANCING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let params = monitor.params().clone();
+    tokio::spawn(async move {
+        for (database, slots) in jobs {
+            let mut params = params.clone();
+            params.dbname = database;
             let conn = PgMonitor::new(params, Default::default());
             for (name, lsn) in slots {
                 advance(&conn, &name, lsn).await;
             }
             conn.close().await;
-        });
-    }
+        }
+        ADVANCING.store(false, Ordering::SeqCst);
+    });
 }
+
+/// A batch of logical slot advances is running (one at a time: two
+/// sessions cannot advance the same slot at once).
+static ADVANCING: AtomicBool = AtomicBool::new(false);
 
 /// Physical slots made just before a promotion, for the members that will
 /// follow us at once (the old leader after a switchover).

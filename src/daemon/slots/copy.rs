@@ -13,8 +13,8 @@ use std::path::Path;
 
 use crate::config::Value as CfgValue;
 use crate::model::Cluster;
+use crate::postgres::format_dsn;
 use crate::postgres::process::StopMode;
-use crate::postgres::query::{ConnParams, PgMonitor};
 use crate::postgres::Role;
 
 use super::plan::{self, SlotKind, SlotRole, SlotSettings};
@@ -29,73 +29,109 @@ struct Remote {
     state: Vec<u8>,
 }
 
-fn text(v: Option<&CfgValue>) -> Option<String> {
-    match v? {
-        CfgValue::Str(s) => Some(s.clone()),
-        CfgValue::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// Connection parameters for the leader, as the rewind user (it may read
-/// files of the data directory), else the superuser.
-fn leader_params(daemon: &Daemon, cluster: &Cluster, leader: &str) -> Option<ConnParams> {
+/// How to reach the leader with `psql`: the DSN (without the password)
+/// and the password. The rewind user may read files of the data
+/// directory; else the superuser. `psql` rather than the monitoring
+/// connection, because the leader may require TLS, which libpq handles.
+fn leader_dsn(
+    daemon: &Daemon,
+    cluster: &Cluster,
+    leader: &str,
+) -> Option<(String, Option<String>)> {
     let source = source_for(cluster, Some(leader))?;
     let auth = daemon
         .cfg
         .auth("rewind")
         .or_else(|| daemon.cfg.auth("superuser"))
         .cloned();
-    let kwargs = source.conn_kwargs_with_auth(auth.as_ref());
-    let mut params = daemon.pg.monitor.params().clone();
-    params.host = text(kwargs.get("host"));
-    params.port = text(kwargs.get("port"))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(5432);
-    params.user = text(kwargs.get("user"));
-    params.password = text(kwargs.get("password"));
-    params.ssl = kwargs
-        .str_entries()
-        .filter(|(k, _)| k.starts_with("ssl") || *k == "gssencmode" || *k == "channel_binding")
-        .filter_map(|(k, v)| text(Some(v)).map(|t| (k.to_owned(), t)))
-        .collect();
-    Some(params)
+    let mut kwargs = source.conn_kwargs_with_auth(auth.as_ref());
+    let dbname = daemon.pg.monitor.params().dbname.clone();
+    kwargs.set("dbname", CfgValue::Str(dbname));
+    let password = match kwargs.remove("password") {
+        Some(CfgValue::Str(p)) => Some(p),
+        _ => None,
+    };
+    let major = daemon.pg.major_version().unwrap_or(150000);
+    Some((format_dsn(&kwargs, major), password))
 }
 
-async fn read_from_primary(params: ConnParams, names: &[String]) -> Result<Vec<Remote>, String> {
-    let conn = PgMonitor::new(params, Default::default());
-    let names: Vec<String> = names.to_vec();
-    let rows = conn
-        .query(
-            "SELECT slot_name::text, slot_type::text, datname::text, plugin::text, \
-             pg_catalog.pg_read_binary_file('pg_replslot/' || slot_name || '/state') \
-             FROM pg_catalog.pg_get_replication_slots() JOIN pg_catalog.pg_database ON datoid = oid \
-             WHERE NOT pg_catalog.pg_is_in_recovery() AND slot_name = ANY($1)",
-            &[&names],
-        )
-        .await
-        .map_err(|e| e.to_string());
-    conn.close().await;
-    let mut out = Vec::new();
-    for row in rows? {
-        let kind: Option<String> = row.try_get(1).map_err(|e| e.to_string())?;
-        if kind.as_deref() != Some("logical") {
+/// Separates the columns of `psql`'s unaligned output (never in a slot
+/// name, a database name we accept, a plugin name or hex).
+const SEP: char = '\u{1f}';
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let hex = hex.strip_prefix("\\x").unwrap_or(hex);
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Parse `psql -At` rows of (name, type, database, plugin, hex state);
+/// only logical slots are kept.
+fn parse_rows(out: &str) -> Result<Vec<Remote>, String> {
+    let mut slots = Vec::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        let cols: Vec<&str> = line.split(SEP).collect();
+        let [name, kind, database, plugin, state] = cols.as_slice() else {
+            return Err(format!("unexpected row from the primary: {line:?}"));
+        };
+        if *kind != "logical" {
             continue;
         }
-        out.push(Remote {
-            name: row.try_get(0).map_err(|e| e.to_string())?,
-            database: row
-                .try_get::<_, Option<String>>(2)
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default(),
-            plugin: row
-                .try_get::<_, Option<String>>(3)
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default(),
-            state: row.try_get(4).map_err(|e| e.to_string())?,
+        let state = decode_hex(state).ok_or_else(|| format!("bad slot state for {name}"))?;
+        slots.push(Remote {
+            name: (*name).to_owned(),
+            database: (*database).to_owned(),
+            plugin: (*plugin).to_owned(),
+            state,
         });
     }
-    Ok(out)
+    Ok(slots)
+}
+
+async fn read_from_primary(
+    psql: &Path,
+    dsn: &str,
+    password: Option<&str>,
+    names: &[String],
+) -> Result<Vec<Remote>, String> {
+    // Slot names are plain identifiers ([a-z0-9_]); quote them anyway.
+    let list: Vec<String> = names
+        .iter()
+        .map(|n| format!("'{}'", n.replace('\'', "''")))
+        .collect();
+    let sql = format!(
+        "SELECT slot_name, slot_type, datname, plugin, \
+         pg_catalog.encode(pg_catalog.pg_read_binary_file('pg_replslot/' || slot_name || '/state'), 'hex') \
+         FROM pg_catalog.pg_get_replication_slots() JOIN pg_catalog.pg_database ON datoid = oid \
+         WHERE NOT pg_catalog.pg_is_in_recovery() AND slot_name = ANY(ARRAY[{}]::name[])",
+        list.join(", ")
+    );
+    let mut command = tokio::process::Command::new(psql);
+    command
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F"])
+        .arg(SEP.to_string())
+        .arg("-d")
+        .arg(dsn)
+        .arg("-c")
+        .arg(&sql)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(p) = password {
+        command.env("PGPASSWORD", p);
+    }
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
+        .await
+        .map_err(|_| "psql did not answer within 30 s".to_owned())?
+        .map_err(|e| format!("cannot run {}: {e}", psql.display()))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+    }
+    parse_rows(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// Write one slot's state into `pg_replslot/<name>` through a temporary
@@ -137,11 +173,12 @@ pub(super) async fn copy_logical_slots(daemon: &mut Daemon, cluster: &Cluster, n
     if leader == daemon.cfg.name {
         return;
     }
-    let Some(params) = leader_params(daemon, cluster, &leader) else {
+    let Some((dsn, password)) = leader_dsn(daemon, cluster, &leader) else {
         return;
     };
     log::info!(target: "patroni.ha", "Copying logical slots {names:?} from the primary");
-    let remote = match read_from_primary(params, names).await {
+    let psql = daemon.cfg.program("psql");
+    let remote = match read_from_primary(&psql, &dsn, password.as_deref(), names).await {
         Ok(r) => r,
         Err(e) => {
             log::error!(target: "patroni.postgresql.slots",
@@ -195,5 +232,50 @@ pub(super) async fn copy_logical_slots(daemon: &mut Daemon, cluster: &Cluster, n
     let source = source_for(cluster, following.as_deref());
     if let Err(e) = daemon.pg.start(Role::Replica, source.as_ref()).await {
         log::error!(target: "patroni.postgresql.slots", "cannot start PostgreSQL after copying logical slots: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_from_psql() {
+        let out = format!(
+            "test_logical{SEP}logical{SEP}postgres{SEP}test_decoding{SEP}a1ff00\n\
+             phys{SEP}physical{SEP}{SEP}{SEP}\n"
+        );
+        let rows = parse_rows(&out).expect("parsed");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, "test_logical");
+        assert_eq!(rows[0].database, "postgres");
+        assert_eq!(rows[0].plugin, "test_decoding");
+        assert_eq!(rows[0].state, [0xa1, 0xff, 0x00]);
+        assert!(parse_rows("only one column\n").is_err());
+        assert!(parse_rows(&format!("n{SEP}logical{SEP}d{SEP}p{SEP}abc\n")).is_err());
+    }
+
+    #[test]
+    fn slot_state_written_with_data_directory_modes() {
+        let dir = std::env::temp_dir().join(format!("patroni-rs-slotcopy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(dir.join("pg_replslot"))
+            .expect("dirs");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        write_slot(&dir, "s1", b"old").expect("first");
+        write_slot(&dir, "s1", b"new").expect("replace");
+        let state = dir.join("pg_replslot/s1/state");
+        assert_eq!(std::fs::read(&state).expect("read"), b"new");
+        let mode = std::fs::metadata(&state)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!dir.join("pg_replslot/s1.tmp").exists());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
