@@ -17,9 +17,15 @@ impl Daemon {
         let Some(cluster) = self.cluster.clone() else {
             return;
         };
-        let Some(info) = self.pg.last_info.clone().filter(|i| !i.is_in_recovery) else {
+        let Some(info) = self.pg.last_info.clone() else {
             return;
         };
+        if info.is_in_recovery {
+            // A standby leader keeps the slots of the members that follow
+            // it (its `/status` is not written here).
+            self.slots_in_recovery_or_unlocked().await;
+            return;
+        }
         let optime = info.wal_flush_lsn.unwrap_or(0);
         let mut status = Status {
             last_lsn: optime,

@@ -602,6 +602,12 @@ impl super::Daemon {
     /// cascade from us finds its slot in the same cycle we first see it).
     pub(super) async fn replica_housekeeping(&mut self) {
         self.retain_slots.stop_leading();
+        self.slots_in_recovery_or_unlocked().await;
+    }
+
+    /// Slot maintenance for a node that is not a primary holding the key:
+    /// a replica, a standby leader, a primary that lost the key.
+    pub(super) async fn slots_in_recovery_or_unlocked(&mut self) {
         let Some(cluster) = self.cluster.clone() else {
             return;
         };
