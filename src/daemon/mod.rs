@@ -41,6 +41,8 @@ pub mod peers;
 mod provision;
 pub mod requests;
 pub mod slots;
+mod standby;
+mod sync;
 
 use local::LocalPostgres;
 use node::NodeConfig;
@@ -76,6 +78,8 @@ pub struct Daemon {
     fence: fence::Fence,
     /// The CHECKPOINT after our last promotion (or bootstrap) finished.
     checkpoint_done: Arc<std::sync::atomic::AtomicBool>,
+    /// What the primary remembers about `synchronous_standby_names`.
+    sync_tracker: crate::ha::sync::SyncTracker,
     retain_slots: slots::RetainSlots,
 }
 
@@ -325,6 +329,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         scheduled_restart: None,
         fence: fence::Fence::start(cfg_data_dir),
         checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        sync_tracker: Default::default(),
         retain_slots: Default::default(),
     };
     daemon.load_dynamic_configuration().await;
