@@ -584,7 +584,7 @@ impl Daemon {
     }
 
     /// Publish this member's key.
-    async fn touch_member(&mut self, pg: &LocalPg) {
+    pub(super) async fn touch_member(&mut self, pg: &LocalPg) {
         let info = self.pg.last_info.as_ref();
         let wal = info.map(|i| WalStatus {
             xlog_location: pg.wal_position,
@@ -604,7 +604,7 @@ impl Daemon {
             state: self.pg.state.clone(),
             role: self.pg.role.clone(),
             version: crate::PATRONI_VERSION.to_owned(),
-            tags: crate::model::Tags(&self.cfg.tags).filtered(),
+            tags: self.published_tags(),
             wal,
             timeline: pg.timeline,
             scheduled_restart: self.scheduled_restart.clone(),
@@ -640,9 +640,14 @@ impl Daemon {
         if decision.actions.contains(&Action::ReleaseLeaderKey) && pg.running {
             self.wait_for_replicas_to_catch_up().await;
         }
+        if decision.actions.contains(&Action::StopFast) && pg.running {
+            // A synchronous standby first lets the primary pick another.
+            self.begin_sync_release().await;
+        }
         if let Err(e) = self.execute(&decision.actions, &cluster).await {
             log::error!(target: "patroni.ha", "shutdown: {e}");
         }
+        self.end_sync_release();
         self.publish();
     }
 

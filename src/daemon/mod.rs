@@ -80,6 +80,10 @@ pub struct Daemon {
     checkpoint_done: Arc<std::sync::atomic::AtomicBool>,
     /// What the primary remembers about `synchronous_standby_names`.
     sync_tracker: crate::ha::sync::SyncTracker,
+    /// Asking the primary not to pick us as a synchronous standby (our
+    /// member key says `nosync` while a restart or stop is under way).
+    disable_sync: bool,
+    /// Member slots the leader keeps after their member left.
     retain_slots: slots::RetainSlots,
 }
 
@@ -330,6 +334,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         fence: fence::Fence::start(cfg_data_dir),
         checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         sync_tracker: Default::default(),
+        disable_sync: false,
         retain_slots: Default::default(),
     };
     daemon.load_dynamic_configuration().await;

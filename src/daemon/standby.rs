@@ -59,6 +59,11 @@ pub(super) fn remote_source(standby: &Map) -> ReplicationSource {
 }
 
 impl Daemon {
+    /// The remote primary of the `standby_cluster` section in force.
+    pub(super) fn remote_member(&self) -> ReplicationSource {
+        remote_source(&self.standby_section())
+    }
+
     /// The `standby_cluster` section in force.
     fn standby_section(&self) -> Map {
         self.config
@@ -72,7 +77,7 @@ impl Daemon {
     /// Stream from the remote primary, as the standby leader or (nobody
     /// holds the key) as a plain replica.
     pub(super) async fn follow_remote(&mut self, standby_leader: bool) -> Result<(), LocalError> {
-        let source = remote_source(&self.standby_section());
+        let source = self.remote_member();
         let role = if standby_leader {
             Role::StandbyLeader
         } else {
@@ -106,7 +111,7 @@ impl Daemon {
         &mut self,
         cluster: &Arc<Cluster>,
     ) -> Result<(), LocalError> {
-        let source = remote_source(&self.standby_section());
+        let source = self.remote_member();
         let what = format!(
             "clone from remote member {}",
             source

@@ -268,4 +268,59 @@ impl Daemon {
             settings,
         ))
     }
+
+    /// The tags the member key shows: ours, with `nosync` while we ask
+    /// the primary to release us (Patroni's `_disable_sync`).
+    pub(super) fn published_tags(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut tags = crate::model::Tags(&self.cfg.tags).filtered();
+        if self.disable_sync {
+            tags.insert("nosync".into(), true.into());
+            tags.insert("sync_priority".into(), 0.into());
+        }
+        tags
+    }
+
+    /// Before stopping PostgreSQL on a synchronous standby (Patroni's
+    /// `while_not_sync_standby`): say `nosync` in our member key and wait
+    /// (up to two loops) until the primary has named someone else, so
+    /// that commits do not stall while we are down. Only a hint: a DCS
+    /// failure ends the wait. Call [`Daemon::end_sync_release`] after.
+    pub(super) async fn begin_sync_release(&mut self) {
+        if self.is_leader
+            || !self.cfg.ha.synchronous_mode
+            || crate::model::Tags(&self.cfg.tags).nosync()
+        {
+            return;
+        }
+        self.disable_sync = true;
+        let pg = self.pg.observe(self.sysid.clone()).await;
+        self.touch_member(&pg).await;
+        let deadline = tokio::time::Instant::now() + self.cfg.timing.loop_wait * 2;
+        while tokio::time::Instant::now() < deadline {
+            match self.dcs.get_cluster().await {
+                Ok(c) if !is_sync_standby(&c, &self.cfg.name) => break,
+                Ok(_) => {
+                    log::info!(target: "patroni.ha", "Waiting for primary to release us from synchronous standby")
+                }
+                Err(_) => {
+                    log::warn!(target: "patroni.ha", "Could not get cluster state, skipping synchronous standby disable");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// The stop or restart is over: we may be synchronous again (the
+    /// member key says so at the end of this cycle).
+    pub(super) fn end_sync_release(&mut self) {
+        self.disable_sync = false;
+    }
+}
+
+/// `/sync` names us as a standby of the current leader.
+fn is_sync_standby(cluster: &Cluster, me: &str) -> bool {
+    cluster.leader.as_ref().is_some_and(|l| {
+        cluster.sync.leader.as_deref().map(str::to_lowercase) == Some(l.name.to_lowercase())
+    }) && cluster.sync.matches(me, false)
 }
