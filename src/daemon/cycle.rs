@@ -93,22 +93,13 @@ impl Daemon {
             Ok(m) => m,
             Err(m) => m,
         };
-        let cluster_now = self.cluster.clone().unwrap_or(cluster);
         // Observe again first: a promotion in this cycle must create the
         // members' slots now, not one loop later.
         let pg = self.pg.observe(self.sysid.clone()).await;
         if self.is_leader {
             self.leader_housekeeping().await;
-            if self.pg.role == "standby_leader" && self.cfg.use_slots {
-                // The standby leader serves the members' slots as a
-                // primary would (physical slots work on a standby).
-                if let Err(e) =
-                    slots::sync_member_slots(&self.pg.monitor, &cluster_now, &self.cfg.name, false)
-                        .await
-                {
-                    log::warn!(target: "patroni.ha", "replication slot maintenance failed: {e}");
-                }
-            }
+        } else {
+            self.replica_housekeeping().await;
         }
         self.pg.seen_running = pg.running;
         if !self.is_leader || self.cfg.ha.paused {

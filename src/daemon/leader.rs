@@ -5,53 +5,72 @@
 
 use crate::model::{Cluster, Status};
 
-use super::{slots, Daemon};
+use super::slots::{self, plan, plan::SlotSettings};
+use super::Daemon;
 
 impl Daemon {
-    /// What the leader does each cycle besides holding the key: member
-    /// slots and `/status`.
+    /// What the leader does each cycle besides holding the key: slots
+    /// (members', permanent ones) and `/status`. The slots are published
+    /// in the same cycle they are made, so that `/status` lists a new
+    /// member's slot as soon as it exists.
     pub(super) async fn leader_housekeeping(&mut self) {
         let Some(cluster) = self.cluster.clone() else {
             return;
         };
-        let Some(info) = self.pg.last_info.clone().filter(|i| !i.is_in_recovery) else {
+        let Some(info) = self.pg.last_info.clone() else {
             return;
         };
+        if info.is_in_recovery {
+            // A standby leader keeps the slots of the members that follow
+            // it (its `/status` is not written here).
+            self.slots_in_recovery_or_unlocked().await;
+            return;
+        }
         let optime = info.wal_flush_lsn.unwrap_or(0);
         let mut status = Status {
             last_lsn: optime,
             ..Status::default()
         };
-        if self.cfg.use_slots {
-            match slots::sync_member_slots(
-                &self.pg.monitor,
-                &cluster,
-                &self.cfg.name,
-                self.nofailover(),
-            )
-            .await
-            {
-                Ok(found) => {
-                    let mut map = serde_json::Map::new();
-                    for (name, lsn) in found {
-                        map.insert(name, lsn.into());
-                    }
-                    map.insert(
-                        crate::postgres::slot_name_from_member_name(&self.cfg.name),
-                        optime.into(),
+        let settings = SlotSettings::from_cluster(&cluster, info.server_version);
+        let input = slots::SyncInput {
+            cluster: &cluster,
+            me: &self.cfg.name,
+            tags: &self.cfg.tags,
+            role: slots::role_of(&self.pg.role),
+            in_recovery: false,
+            replay_lsn: None,
+            server_version: info.server_version,
+            create_only: false,
+        };
+        match slots::sync_slots(&self.pg.monitor, &input).await {
+            Ok(slots::SyncOutcome {
+                positions: mut found,
+                ..
+            }) if settings.can_advance_slots => {
+                // Our own position under our slot name: replicas advance
+                // their copy of it from here.
+                let own = crate::postgres::slot_name_from_member_name(&self.cfg.name);
+                match found.iter_mut().find(|(n, _)| *n == own) {
+                    Some((_, lsn)) => *lsn = optime,
+                    None => found.push((own, optime)),
+                }
+                let published = plan::publishable(&cluster, &self.cfg.name, &settings, found);
+                let now = super::epoch_now();
+                status.retain_slots =
+                    self.retain_slots
+                        .update(&cluster, &self.cfg.name, &published, &settings, now);
+                if !published.is_empty() {
+                    status.slots = Some(
+                        published
+                            .into_iter()
+                            .map(|(name, lsn)| (name, lsn.into()))
+                            .collect(),
                     );
-                    status.slots = Some(map);
-                    let mut retain: Vec<String> = cluster
-                        .members
-                        .iter()
-                        .map(|m| crate::postgres::slot_name_from_member_name(&m.name))
-                        .collect();
-                    retain.sort();
-                    status.retain_slots = retain;
                 }
-                Err(e) => {
-                    log::warn!(target: "patroni.ha", "replication slot maintenance failed: {e}")
-                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::error!(target: "patroni.postgresql.slots", "Exception when changing replication slots: {e}")
             }
         }
         self.update_cluster_history(&cluster, info.timeline.map(i64::from))

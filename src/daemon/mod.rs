@@ -83,6 +83,8 @@ pub struct Daemon {
     /// Asking the primary not to pick us as a synchronous standby (our
     /// member key says `nosync` while a restart or stop is under way).
     disable_sync: bool,
+    /// Member slots the leader keeps after their member left.
+    retain_slots: slots::RetainSlots,
 }
 
 /// Why the daemon could not start.
@@ -333,6 +335,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         sync_tracker: Default::default(),
         disable_sync: false,
+        retain_slots: Default::default(),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;

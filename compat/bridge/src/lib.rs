@@ -12,6 +12,7 @@ mod convert;
 mod dcs;
 mod logging;
 mod postgres;
+mod slots;
 mod units;
 mod validate;
 mod yaml;
@@ -24,6 +25,7 @@ fn patroni_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dcs::register(m)?;
     logging::register(m)?;
     postgres::register(m)?;
+    slots::register(m)?;
     units::register(m)?;
     validate::register(m)?;
     Ok(())
