@@ -436,18 +436,9 @@ impl Daemon {
         if !clean {
             self.crash_recovery().await?;
         }
-        let source = source_for(cluster, Some(leader))
+        let (dsn, password) = self
+            .rewind_dsn(cluster, leader, "postgres")
             .ok_or_else(|| LocalError::Process(format!("no address for {leader}")))?;
-        let auth = self
-            .cfg
-            .auth("rewind")
-            .or_else(|| self.cfg.auth("superuser"))
-            .cloned();
-        let mut kwargs = source.conn_kwargs_with_auth(auth.as_ref());
-        kwargs.set("dbname", Value::Str("postgres".into()));
-        let password = kwargs.remove("password");
-        let major = self.pg.major_version().unwrap_or(150000);
-        let dsn = format_dsn(&kwargs, major);
         let program = self.cfg.program("pg_rewind");
         log::info!(target: "patroni.postgresql.rewind", "running pg_rewind from {leader}");
         let mut command = tokio::process::Command::new(&program);
@@ -456,7 +447,7 @@ impl Daemon {
             .arg(&self.cfg.data_dir)
             .arg(format!("--source-server={dsn}"))
             .stdin(std::process::Stdio::null());
-        if let Some(Value::Str(p)) = &password {
+        if let Some(p) = &password {
             command.env("PGPASSWORD", p);
         }
         let output = command
@@ -466,7 +457,7 @@ impl Daemon {
         if output.status.success() {
             log::info!(target: "patroni.postgresql.rewind", "pg_rewind finished: {}",
                 String::from_utf8_lossy(&output.stderr).trim());
-            self.flush_source_wal(&dsn, password.as_ref()).await;
+            self.flush_source_wal(&dsn, password.as_deref()).await;
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
@@ -480,6 +471,32 @@ impl Daemon {
         Err(LocalError::Process(format!("pg_rewind failed: {stderr}")))
     }
 
+    /// A libpq connection string to `leader` as the rewind user (else the
+    /// superuser) on `dbname`, and the password to pass in the
+    /// environment: for pg_rewind and for `psql` on the leader (libpq
+    /// brings the TLS the leader may require).
+    pub(super) fn rewind_dsn(
+        &self,
+        cluster: &Cluster,
+        leader: &str,
+        dbname: &str,
+    ) -> Option<(String, Option<String>)> {
+        let source = source_for(cluster, Some(leader))?;
+        let auth = self
+            .cfg
+            .auth("rewind")
+            .or_else(|| self.cfg.auth("superuser"))
+            .cloned();
+        let mut kwargs = source.conn_kwargs_with_auth(auth.as_ref());
+        kwargs.set("dbname", Value::Str(dbname.to_owned()));
+        let password = match kwargs.remove("password") {
+            Some(Value::Str(p)) => Some(p),
+            _ => None,
+        };
+        let major = self.pg.major_version().unwrap_or(150000);
+        Some((format_dsn(&kwargs, major), password))
+    }
+
     /// After a rewind, make the source flush its WAL. pg_rewind sets our
     /// minimum recovery point to the source's *insert* position, and a
     /// record inserted but not yet flushed there (a standby snapshot on an
@@ -488,7 +505,7 @@ impl Daemon {
     /// long (seen: 21 s). One tiny transaction, committed with a local
     /// flush only (never waiting for synchronous standbys), ends the wait.
     /// Best effort: a failure only costs that wait.
-    async fn flush_source_wal(&self, dsn: &str, password: Option<&Value>) {
+    async fn flush_source_wal(&self, dsn: &str, password: Option<&str>) {
         let program = self.cfg.program("psql");
         let mut command = tokio::process::Command::new(&program);
         command
@@ -509,7 +526,7 @@ impl Daemon {
             )
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        if let Some(Value::Str(p)) = password {
+        if let Some(p) = password {
             command.env("PGPASSWORD", p);
         }
         match tokio::time::timeout(std::time::Duration::from_secs(5), command.output()).await {

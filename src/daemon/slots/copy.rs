@@ -11,9 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::config::Value as CfgValue;
 use crate::model::Cluster;
-use crate::postgres::format_dsn;
 use crate::postgres::process::StopMode;
 use crate::postgres::Role;
 
@@ -27,32 +25,6 @@ struct Remote {
     database: String,
     plugin: String,
     state: Vec<u8>,
-}
-
-/// How to reach the leader with `psql`: the DSN (without the password)
-/// and the password. The rewind user may read files of the data
-/// directory; else the superuser. `psql` rather than the monitoring
-/// connection, because the leader may require TLS, which libpq handles.
-fn leader_dsn(
-    daemon: &Daemon,
-    cluster: &Cluster,
-    leader: &str,
-) -> Option<(String, Option<String>)> {
-    let source = source_for(cluster, Some(leader))?;
-    let auth = daemon
-        .cfg
-        .auth("rewind")
-        .or_else(|| daemon.cfg.auth("superuser"))
-        .cloned();
-    let mut kwargs = source.conn_kwargs_with_auth(auth.as_ref());
-    let dbname = daemon.pg.monitor.params().dbname.clone();
-    kwargs.set("dbname", CfgValue::Str(dbname));
-    let password = match kwargs.remove("password") {
-        Some(CfgValue::Str(p)) => Some(p),
-        _ => None,
-    };
-    let major = daemon.pg.major_version().unwrap_or(150000);
-    Some((format_dsn(&kwargs, major), password))
 }
 
 /// Separates the columns of `psql`'s unaligned output (never in a slot
@@ -173,7 +145,9 @@ pub(super) async fn copy_logical_slots(daemon: &mut Daemon, cluster: &Cluster, n
     if leader == daemon.cfg.name {
         return;
     }
-    let Some((dsn, password)) = leader_dsn(daemon, cluster, &leader) else {
+    let Some((dsn, password)) =
+        daemon.rewind_dsn(cluster, &leader, &daemon.pg.monitor.params().dbname.clone())
+    else {
         return;
     };
     log::info!(target: "patroni.ha", "Copying logical slots {names:?} from the primary");
