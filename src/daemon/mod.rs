@@ -38,6 +38,7 @@ mod leader;
 pub mod local;
 pub mod node;
 pub mod peers;
+pub mod probe;
 mod provision;
 pub mod requests;
 pub mod slots;
@@ -76,6 +77,8 @@ pub struct Daemon {
     fence: fence::Fence,
     /// The CHECKPOINT after our last promotion (or bootstrap) finished.
     checkpoint_done: Arc<std::sync::atomic::AtomicBool>,
+    /// Refreshes the REST status's PostgreSQL part between cycles.
+    probe: probe::Probe,
 }
 
 /// Why the daemon could not start.
@@ -154,6 +157,8 @@ impl Daemon {
         // The API checks this pid on every request, so a postmaster that
         // died since the last cycle is reported at once.
         s.postmaster_pid = self.pg.postmaster_pid().and_then(|p| u32::try_from(p).ok());
+        s.pg_confirmed_at = self.pg.last_info_at;
+        self.probe.follow(self.pg.monitor.params());
         s.cluster = self.cluster.clone();
         s.cluster_valid = self.cluster_valid;
         s.dcs_last_seen = self.dcs_last_seen;
@@ -305,6 +310,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         requests: requests_tx,
     });
     let cfg_data_dir = cfg.data_dir.clone();
+    let (probe_params, probe_publisher) = (pg.monitor.params().clone(), publisher.clone());
     let mut daemon = Daemon {
         config,
         cfg,
@@ -324,6 +330,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         scheduled_restart: None,
         fence: fence::Fence::start(cfg_data_dir),
         checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        probe: probe::Probe::start(&probe_params, probe_publisher),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;
