@@ -36,8 +36,6 @@ Python's handlers in tests/api_golden (diff_health).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -98,24 +96,6 @@ def one_node(tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
         e2e_conftest._ACTIVE.remove(c)
 
 
-def freeze(pm: int) -> List[int]:
-    """SIGSTOP the postmaster, then every process below it (twice, for a
-    backend forked in between). Returns what was stopped."""
-    harness.kill_quietly(pm, signal.SIGSTOP)
-    stopped = [pm]
-    for _ in range(2):
-        for pid in harness.descendants(pm):
-            if pid not in stopped:
-                harness.kill_quietly(pid, signal.SIGSTOP)
-                stopped.append(pid)
-    return stopped
-
-
-def thaw(pids: List[int]) -> None:
-    for pid in reversed(pids):
-        harness.kill_quietly(pid, signal.SIGCONT)
-
-
 def test_api_answers_while_postgres_is_stopped(one_node: Cluster) -> None:
     node = one_node.nodes[0]
     url = node.api_url
@@ -131,7 +111,7 @@ def test_api_answers_while_postgres_is_stopped(one_node: Cluster) -> None:
     assert pm, "no postmaster"
 
     python = impl() == "python"
-    stopped = freeze(pm)
+    stopped = harness.freeze_tree(pm)
     frozen_at = time.monotonic()
     say(f"SIGSTOP to {len(stopped)} PostgreSQL processes")
     try:
@@ -174,7 +154,7 @@ def test_api_answers_while_postgres_is_stopped(one_node: Cluster) -> None:
                 assert (code, took < LATENCY_S) == (503, True), (code, took)
                 time.sleep(0.2)
     finally:
-        thaw(stopped)
+        harness.thaw(stopped)
         say(f"SIGCONT after {time.monotonic() - frozen_at:.1f}s")
 
     thawed_at = time.monotonic()

@@ -5,6 +5,7 @@
 //! - [`local`]: the local PostgreSQL (files, postmaster, monitoring query).
 //! - [`cycle`]: one HA cycle: observe, ask [`crate::ha::decide`], execute.
 //! - [`peers`]: other members' REST status for the leader race.
+//! - [`probe`]: refreshes the REST status's PostgreSQL part every second.
 //! - [`slots`]: the primary's physical slots for members.
 //! - [`history`]: the `/history` key and timeline divergence.
 //! - `leader`: the leader's per-cycle duties (slots, `/status`, `/history`).
