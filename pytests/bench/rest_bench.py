@@ -53,6 +53,8 @@ from .scenarios import say
 LUA = pathlib.Path(__file__).with_name("rest_latency.lua")
 LEVELS = (1, 16, 256)
 WRK_TIMEOUT_S = 2
+# wrk threads (--wrk-threads): one leaves the other core to the daemon.
+WRK_THREADS = 1
 IDLE_S = 10
 READY_S = 120
 RECOVER_S = 60
@@ -85,7 +87,7 @@ class Load:
 
 
 def wrk(url: str, clients: int, seconds: float) -> Load:
-    cmd = ["wrk", f"-t{min(clients, 2)}", f"-c{clients}", f"-d{seconds:g}s", "--timeout", f"{WRK_TIMEOUT_S}s",
+    cmd = ["wrk", f"-t{min(clients, WRK_THREADS)}", f"-c{clients}", f"-d{seconds:g}s", "--timeout", f"{WRK_TIMEOUT_S}s",
            "-s", str(LUA), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK-RESULT ")), None)
@@ -221,7 +223,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--duration", type=float, default=10, help="seconds per level, PostgreSQL running")
     parser.add_argument("--stopped-duration", type=float, default=4,
                         help="seconds per level, PostgreSQL SIGSTOPped (default 4)")
+    parser.add_argument("--wrk-threads", type=int, default=1,
+                        help="wrk threads (default 1: the other core is left to the daemon)")
     args = parser.parse_args(argv)
+    global WRK_THREADS
+    WRK_THREADS = max(1, args.wrk_threads)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found (run .ci/setup)")
     impls = [args.only] if args.only else ["python", "rs"]

@@ -240,7 +240,9 @@ impl NodeStatus {
         if self.postgres.query.is_none() {
             return self;
         }
-        let dead = self.postmaster_pid.is_some_and(|pid| !process_alive(pid));
+        let dead = self
+            .postmaster_pid
+            .is_some_and(|pid| !alive_recently(pid, now));
         if dead || pg_part_stale(self.pg_confirmed_at, now) {
             let mut s = NodeStatus::clone(&self);
             s.postgres.query = None;
@@ -469,6 +471,49 @@ impl StatusReader {
     }
 }
 
+/// How long an "alive" verdict of [`process_alive`] is reused. The check
+/// costs a signal and a procfs read, which at thousands of requests per
+/// second is a good part of a request; a postmaster's death is still seen
+/// within this bound.
+const ALIVE_REUSE: Duration = Duration::from_millis(50);
+
+/// The last "alive" verdict in one atomic word: the pid in the high half,
+/// 1 + milliseconds since a process-wide origin (wrapping) in the low half;
+/// 0 means none.
+static ALIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn millis_since_origin(t: Instant) -> u32 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    // Truncation is the point: the low half wraps every 49 days, and only
+    // differences of a few milliseconds are compared.
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = t.saturating_duration_since(origin).as_millis() as u32;
+    ms
+}
+
+/// [`process_alive`], reusing an "alive" verdict for the same pid taken
+/// less than [`ALIVE_REUSE`] before `now`. A "dead" verdict is never
+/// reused: it is rechecked (and a new postmaster may have the pid later).
+fn alive_recently(pid: u32, now: Instant) -> bool {
+    use std::sync::atomic::Ordering;
+    let now_ms = millis_since_origin(now).wrapping_add(1);
+    let last = ALIVE.load(Ordering::Acquire);
+    let (last_pid, last_ms) = ((last >> 32) as u32, last as u32);
+    let reuse_ms = u32::try_from(ALIVE_REUSE.as_millis()).unwrap_or(0);
+    if last_ms != 0 && last_pid == pid && now_ms.wrapping_sub(last_ms) < reuse_ms {
+        return true;
+    }
+    let alive = process_alive(pid);
+    if alive {
+        ALIVE.store(
+            (u64::from(pid) << 32) | u64::from(now_ms.max(1)),
+            Ordering::Release,
+        );
+    }
+    alive
+}
+
 /// Whether process `pid` exists and is not a zombie (a killed postmaster
 /// stays a zombie until the daemon reaps it).
 fn process_alive(pid: u32) -> bool {
@@ -676,6 +721,9 @@ mod tests {
 
     #[test]
     fn a_dead_postmaster_turns_the_snapshot_into_a_failed_query() {
+        let _turn = REAL_PIDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut s = with_config("{}");
         s.postgres = PostgresView {
             state: "running".into(),
@@ -711,6 +759,33 @@ mod tests {
         );
         assert!(process_alive(std::process::id()));
         assert!(!process_alive(0));
+    }
+
+    /// The liveness cache is process-wide: tests that use real pids take
+    /// turns.
+    static REAL_PIDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn alive_verdicts_are_reused_briefly_and_dead_ones_never() {
+        let _turn = REAL_PIDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let t0 = Instant::now();
+        assert!(alive_recently(pid, t0));
+        child.kill().expect("kill");
+        let _ = child.wait();
+        // Within the reuse window the earlier verdict stands...
+        assert!(alive_recently(pid, t0 + ALIVE_REUSE / 2));
+        // ...past it the process is checked again.
+        assert!(!alive_recently(pid, t0 + ALIVE_REUSE * 2));
+        assert!(!alive_recently(pid, t0 + ALIVE_REUSE * 2));
+        // Another pid never reuses a verdict.
+        assert!(!alive_recently(0, t0));
     }
 
     fn running_primary(location: i64) -> PgQuery {
