@@ -118,6 +118,20 @@ class Result:
     loaded_rss_mb: float
     running: Dict[int, Load]
     stopped: Dict[int, Load]
+    # One GET /primary right after SIGSTOP: (status or None, seconds).
+    stopped_get: Tuple[Optional[int], float]
+
+
+def timed_get(url: str, timeout: float) -> Tuple[Optional[int], float]:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            code: Optional[int] = resp.status
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    except (urllib.error.URLError, OSError):
+        code = None
+    return code, time.monotonic() - started
 
 
 def bench(impl: str, duration: float, stopped_duration: float) -> Result:
@@ -144,18 +158,21 @@ def bench(impl: str, duration: float, stopped_duration: float) -> Result:
             running[clients] = wrk(url, clients, duration)
         loaded_rss = rss_mb(node.proc.pid)
         stopped: Dict[int, Load] = {}
+        stopped_get: Tuple[Optional[int], float] = (None, 0.0)
         for clients in LEVELS:
             pm = node.postmaster_pid()
             assert pm, "no postmaster"
             say(f"{IMPLS[impl]}: {clients} client(s), PostgreSQL SIGSTOPped")
             frozen = harness.freeze_tree(pm)
             try:
+                if clients == LEVELS[0]:
+                    stopped_get = timed_get(url, WRK_TIMEOUT_S)
                 stopped[clients] = wrk(url, clients, stopped_duration)
             finally:
                 harness.thaw(frozen)
             harness.wait_for(healthy, RECOVER_S, "200 again after SIGCONT", check=cluster.check_running)
         ok = True
-        return Result(idle_rss, loaded_rss, running, stopped)
+        return Result(idle_rss, loaded_rss, running, stopped, stopped_get)
     finally:
         cluster.cleanup()
         if ok:
@@ -183,6 +200,10 @@ def rows(results: Dict[str, Result]) -> List[List[str]]:
             add(f"{label}: p50 / p99 ms", [f"{ms(x.p50_ms)} / {ms(x.p99_ms)}" for x in loads])
             add(f"{label}: non-200 / timeouts / socket errors",
                 [f"{x.non_2xx} / {x.timeouts} / {x.socket_errors}" for x in loads])
+    def single(r: Result) -> str:
+        code, took = r.stopped_get
+        return f"no answer, gave up after {took:.1f} s" if code is None else f"{code} in {took * 1000:.1f} ms"
+    add("one GET /primary right after SIGSTOP", [single(results[i]) for i in impls])
     add("idle RSS (MB)", [f"{results[i].idle_rss_mb:.1f}" for i in impls])
     add("RSS after the running loads (MB)", [f"{results[i].loaded_rss_mb:.1f}" for i in impls])
     return out
@@ -214,6 +235,14 @@ def table(results: Dict[str, Result], duration: float, stopped_duration: float) 
     extra = ratios(results)
     if extra:
         out += ["", "Ratios:"] + extra
+    silent = [IMPLS[i] for i, r in results.items() if all(x.requests == 0 for x in r.stopped.values())]
+    if silent:
+        out += ["", f"{', '.join(silent)}: no request was answered while PostgreSQL was SIGSTOPped (each request "
+                "waits on the status query). wrk 4.1 counts a timeout only for a late answer or at its 2 s sweep, "
+                "so its timeout count understates this: every connection had a request hanging the whole time."]
+    if "python" in results:
+        out += ["Python Patroni's socket errors while running are wrk seeing the connection close that ends "
+                "each of its HTTP/1.0 replies; wrk reconnects and the answer counts."]
     return "\n".join(out)
 
 

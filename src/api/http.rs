@@ -128,6 +128,38 @@ impl ApiServer {
         }
     }
 
+    /// Serve on a thread of its own with a single-threaded runtime, so
+    /// that health checks neither wait behind the HA loop's work nor
+    /// compete with it for the runtime's workers. The thread ends (logging
+    /// why) when [`ApiServer::serve`] returns.
+    pub fn serve_on_own_thread(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        // A tokio listener belongs to the runtime that made it: hand the
+        // socket over as a std one and register it again on the new runtime.
+        let listener = listener.into_std()?;
+        std::thread::Builder::new()
+            .name("patroni-api".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        log::error!(target: "patroni.api", "REST API runtime: {e}");
+                        return;
+                    }
+                };
+                let result = runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    self.serve(listener).await
+                });
+                if let Err(e) = result {
+                    log::error!(target: "patroni.api", "REST API stopped: {e}");
+                }
+            })
+            .map(|_| ())
+    }
+
     /// Re-read the TLS certificate, key and CA files (SIGHUP / reload).
     /// The listener stays; new connections use the new files. `Ok(true)`
     /// when the served certificate changed, `Ok(false)` when it did not or

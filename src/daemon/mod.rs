@@ -260,12 +260,9 @@ async fn start_api(
         status: publisher.reader(),
         commands,
     });
-    tokio::spawn(async move {
-        if let Err(e) = server.serve(listener).await {
-            log::error!(target: "patroni.api", "REST API stopped: {e}");
-        }
-    });
-    Ok(())
+    server
+        .serve_on_own_thread(listener)
+        .map_err(|source| StartupError::Listen { listen, source })
 }
 
 /// Run the daemon until a stop signal; returns the process exit status.
