@@ -17,6 +17,16 @@
 //! bodies, `Server` (`server_tokens`), `WWW-Authenticate`, the configured
 //! extra headers, and Python's HTML error page for handler errors.
 //!
+//! # Threading
+//!
+//! [`ApiServer::serve_on_own_thread`] runs the server on a thread of its
+//! own with a single-threaded tokio runtime: a health check never waits
+//! for a runtime worker busy with the HA loop (a slow DCS call, a file
+//! written synchronously), and the HA loop never competes with a flood of
+//! checks. One thread serves tens of thousands of requests per second;
+//! every handler only reads the published snapshot, and the modifying
+//! endpoints await the HA loop through channels.
+//!
 //! # Limits (Python has none of these)
 //!
 //! - The request head must arrive within [`Limits::header_timeout`]
