@@ -13,9 +13,10 @@ are part of the report.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
-from typing import List
+from typing import Iterator, List, Optional
 
 import pytest
 
@@ -87,25 +88,34 @@ def daemon_argv() -> List[str]:
     return [str(path)]
 
 
-@pytest.fixture(scope="module", params=["etcd3", "etcd"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
-    """A started (not yet necessarily bootstrapped) 3-node cluster; node2
-    carries `nofailover: true` for the whole module."""
+@contextlib.contextmanager
+def running_cluster(tmp_path_factory: pytest.TempPathFactory, dcs: str, daemon_argv: List[str],
+                    tags: List[dict], prefix: str = "e2e", dynamic: Optional[dict] = None,
+                    scope: Optional[str] = None) -> Iterator[harness.Cluster]:
+    """A started cluster (one node per entry of `tags`) in a fresh directory,
+    its logs attached to failure reports, cleaned up on exit."""
     for binary in (harness.ETCD_BIN, f"{harness.PG_BIN_DIR}/postgres"):
         if not os.path.exists(binary):
             pytest.fail(f"{binary} is missing (run .ci/setup)")
-    dcs = request.param
-    run_as = harness.node_user()
-    workdir = tmp_path_factory.mktemp(f"e2e-{dcs}")
+    workdir = tmp_path_factory.mktemp(f"{prefix}-{dcs}")
     # Only pytest's own directories are opened up to the node user.
     harness.make_reachable(workdir, stop_at=tmp_path_factory.getbasetemp().parent)
-    tags = [{}, {}, {"nofailover": True}]
-    c = harness.Cluster(workdir, dcs, daemon_argv, run_as, tags)
+    c = harness.Cluster(workdir, dcs, daemon_argv, harness.node_user(), tags, dynamic=dynamic)
+    if scope:
+        c.scope = scope
     _ACTIVE.append(c)
-    print(f"\n[{dcs}] cluster in {workdir} with {' '.join(daemon_argv)}")
+    print(f"\n[{dcs}] cluster {c.scope} in {workdir} with {' '.join(daemon_argv)}")
     try:
         c.start()
         yield c
     finally:
         c.cleanup()
         _ACTIVE.remove(c)
+
+
+@pytest.fixture(scope="module", params=["etcd3", "etcd"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
+    """A started (not yet necessarily bootstrapped) 3-node cluster; node2
+    carries `nofailover: true` for the whole module."""
+    with running_cluster(tmp_path_factory, request.param, daemon_argv, [{}, {}, {"nofailover": True}]) as c:
+        yield c

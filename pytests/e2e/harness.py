@@ -88,6 +88,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_status(url: str, timeout: float = 3.0) -> int:
+    """The status code of a GET, whatever it is."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def http_json(url: str, timeout: float = 3.0, data: Optional[bytes] = None) -> object:
     """GET (or POST `data`) and decode the JSON answer, whatever the status:
     Patroni answers 503 with a JSON body on health endpoints."""
@@ -338,6 +347,7 @@ class Node:
                         "parameters": {"wal_level": "replica", "hot_standby": "on", "max_wal_senders": 10,
                                        "max_replication_slots": 10, "wal_log_hints": "on"},
                     },
+                    **c.dynamic,
                 },
                 "initdb": [{"encoding": "UTF8"}, "data-checksums"],
             },
@@ -507,8 +517,10 @@ class Cluster:
     """An etcd server and three Patroni nodes sharing one scope."""
 
     def __init__(self, workdir: pathlib.Path, dcs: str, daemon: List[str], run_as: RunAs,
-                 node_tags: List[Dict[str, object]]):
+                 node_tags: List[Dict[str, object]], dynamic: Optional[Dict[str, object]] = None):
         assert dcs in ("etcd3", "etcd"), dcs
+        # Extra `bootstrap.dcs` settings (e.g. synchronous_mode).
+        self.dynamic = dict(dynamic or {})
         self.dir = workdir
         self.dcs = dcs
         self.daemon = daemon

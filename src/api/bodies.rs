@@ -307,7 +307,7 @@ pub fn cluster_object(cluster: &Cluster) -> Map<String, Value> {
                     }
                     Some(lsn) => {
                         let lag = if cluster_lsn >= lsn {
-                            cluster_lsn - lsn
+                            cluster_lsn.saturating_sub(lsn)
                         } else {
                             0
                         };

@@ -62,7 +62,12 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => return self.dcs_unreachable(e).await,
         };
-        self.adopt_global_settings(&cluster);
+        if self.adopt_global_settings(&cluster) && self.pg.is_running() {
+            // Synchronous mode was switched: the setting changes hands.
+            if let Err(e) = self.rewrite_files().await.and_then(|()| self.pg.reload()) {
+                log::error!(target: "patroni.postgresql", "cannot apply synchronous_standby_names: {e}");
+            }
+        }
         if self.sysid.is_none() && !self.pg.data_directory_empty() {
             self.sysid = self
                 .pg
@@ -84,15 +89,26 @@ impl Daemon {
         if cluster.member(&self.cfg.name).is_none() {
             self.touch_member(&pg).await;
         }
-        let message = match self.converse(cluster, &pg).await {
+        let message = match self.converse(cluster.clone(), &pg).await {
             Ok(m) => m,
             Err(m) => m,
         };
+        let cluster_now = self.cluster.clone().unwrap_or(cluster);
         // Observe again first: a promotion in this cycle must create the
         // members' slots now, not one loop later.
         let pg = self.pg.observe(self.sysid.clone()).await;
         if self.is_leader {
             self.leader_housekeeping().await;
+            if self.pg.role == "standby_leader" && self.cfg.use_slots {
+                // The standby leader serves the members' slots as a
+                // primary would (physical slots work on a standby).
+                if let Err(e) =
+                    slots::sync_member_slots(&self.pg.monitor, &cluster_now, &self.cfg.name, false)
+                        .await
+                {
+                    log::warn!(target: "patroni.ha", "replication slot maintenance failed: {e}");
+                }
+            }
         }
         self.pg.seen_running = pg.running;
         if !self.is_leader || self.cfg.ha.paused {
@@ -104,15 +120,35 @@ impl Daemon {
 
     /// The global flags Patroni reads from `/config` itself rather than
     /// from the effective configuration (`global_config`): pause,
-    /// synchronous mode, failsafe, the lag limit, standby cluster.
-    fn adopt_global_settings(&mut self, cluster: &Cluster) {
-        if cluster.config.is_none() {
-            return;
+    /// synchronous mode, failsafe, the lag limit, standby cluster. True
+    /// when synchronous mode was switched on or off (PostgreSQL's
+    /// `synchronous_standby_names` then needs rewriting).
+    fn adopt_global_settings(&mut self, cluster: &Cluster) -> bool {
+        if cluster.config.is_some() {
+            self.adopt_config_flags(cluster);
         }
+        let mode = self
+            .cfg
+            .ha
+            .synchronous_mode
+            .then(|| super::sync::sync_settings(cluster).strict);
+        if self.pg.sync_mode == mode {
+            return false;
+        }
+        self.pg.sync_mode = mode;
+        if mode.is_none() {
+            self.pg.ssn = None;
+            self.sync_tracker.reset();
+        }
+        true
+    }
+
+    fn adopt_config_flags(&mut self, cluster: &Cluster) {
         let global = crate::api::status::GlobalView::from_cluster(cluster);
         let ha = &mut self.cfg.ha;
         ha.paused = global.is_paused();
         ha.synchronous_mode = global.is_synchronous_mode();
+        ha.quorum_commit = global.is_quorum_commit_mode();
         ha.standby_cluster = global.is_standby_cluster();
         ha.maximum_lag_on_failover = global.maximum_lag_on_failover();
         let flag = |key: &str| {
@@ -156,6 +192,7 @@ impl Daemon {
                         matches!(
                             a,
                             Action::Bootstrap
+                                | Action::BootstrapStandbyLeader
                                 | Action::CreateReplica { .. }
                                 | Action::CreateReplicaWithoutLeader
                         )
@@ -243,6 +280,25 @@ impl Daemon {
                 };
                 facts.initialize_written = Some(written);
             }
+            Query::WriteDynamicConfig => {
+                let dynamic = Value::Map(self.config.dynamic_configuration().clone());
+                if let Some(json) = dynamic.to_json() {
+                    let text = crate::model::json::compact(&json);
+                    match self.dcs.set_config_value(&text, None).await {
+                        Ok(()) => {
+                            if let Ok(fresh) = self.load_cluster().await {
+                                *cluster = fresh;
+                            }
+                        }
+                        Err(e) => log::warn!(target: "patroni.ha", "failed to write /config: {e}"),
+                    }
+                }
+                facts.config_written = true;
+            }
+            Query::ClaimSyncForPromote => {
+                let claimed = self.claim_sync_for_promote(cluster).await;
+                facts.sync_claimed = Some(claimed);
+            }
             Query::CurrentTime => facts.now = Some(chrono::Utc::now()),
             Query::SleepUntil(at) => {
                 let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
@@ -269,6 +325,12 @@ impl Daemon {
                 Action::DropFailoverLeader => self.drop_failover_leader(cluster).await,
                 Action::CreateReplicaWithoutLeader => self.create_replica_without_leader().await,
                 Action::StartAsPrimary => self.start_as_primary().await,
+                Action::FollowRemote { standby_leader } => {
+                    self.follow_remote(*standby_leader).await
+                }
+                Action::BootstrapStandbyLeader => self.bootstrap_standby_leader(cluster).await,
+                Action::ProcessSyncReplication => self.process_sync_replication(cluster).await,
+                Action::DisableSyncReplication => self.disable_sync_replication(cluster).await,
                 Action::CrashRecovery => self.crash_recovery().await,
                 Action::StopImmediately => self.pg.stop(StopMode::Immediate).await.map(|_| ()),
                 Action::StopFast => self.pg.stop(StopMode::Fast).await.map(|_| ()),
@@ -344,6 +406,7 @@ impl Daemon {
             DemoteMode::Graceful => (StopMode::Fast, true, true, false),
             DemoteMode::Immediate => (StopMode::Immediate, false, true, false),
             DemoteMode::ImmediateNoLock => (StopMode::Immediate, false, false, false),
+            DemoteMode::Cluster => (StopMode::Fast, false, false, false),
         };
         if checkpoint {
             if let Err(e) = self.pg.monitor.query("CHECKPOINT", &[]).await {
@@ -352,8 +415,17 @@ impl Daemon {
         }
         let last_lsn = self.pg.last_info.as_ref().and_then(|i| i.wal_flush_lsn);
         self.pg.stop(stop).await?;
+        // A replica waits for nobody (Patroni clears the setting here).
+        self.pg.ssn = None;
+        self.sync_tracker.reset();
         if release {
             self.release_leader_key(last_lsn).await;
+        }
+        if mode == DemoteMode::Cluster {
+            // Into a standby cluster: the key holder stays the leader, as
+            // the standby leader of the remote primary.
+            self.pg.role = "demoted".to_owned();
+            return self.follow_remote(self.is_leader).await;
         }
         self.is_leader = false;
         self.pg.role = "demoted".to_owned();
@@ -451,13 +523,14 @@ impl Daemon {
             }
         }
         let source = source_for(cluster, member);
+        self.pg.ssn = None;
         let result = self.pg.start(Role::Replica, source.as_ref()).await;
         self.after_start(&result);
         result
     }
 
     /// Remember how a start ended, for the next cycle's decision.
-    fn after_start(&mut self, result: &Result<(), LocalError>) {
+    pub(super) fn after_start(&mut self, result: &Result<(), LocalError>) {
         match result {
             Ok(()) => self.pg.crash_recovery_started = false,
             Err(_) => self.pg.start_failed = true,
@@ -520,7 +593,7 @@ impl Daemon {
     }
 
     /// Publish this member's key.
-    async fn touch_member(&mut self, pg: &LocalPg) {
+    pub(super) async fn touch_member(&mut self, pg: &LocalPg) {
         let info = self.pg.last_info.as_ref();
         let wal = info.map(|i| WalStatus {
             xlog_location: pg.wal_position,
@@ -540,7 +613,7 @@ impl Daemon {
             state: self.pg.state.clone(),
             role: self.pg.role.clone(),
             version: crate::PATRONI_VERSION.to_owned(),
-            tags: crate::model::Tags(&self.cfg.tags).filtered(),
+            tags: self.published_tags(),
             wal,
             timeline: pg.timeline,
             scheduled_restart: self.scheduled_restart.clone(),
@@ -576,9 +649,14 @@ impl Daemon {
         if decision.actions.contains(&Action::ReleaseLeaderKey) && pg.running {
             self.wait_for_replicas_to_catch_up().await;
         }
+        if decision.actions.contains(&Action::StopFast) && pg.running {
+            // A synchronous standby first lets the primary pick another.
+            self.begin_sync_release().await;
+        }
         if let Err(e) = self.execute(&decision.actions, &cluster).await {
             log::error!(target: "patroni.ha", "shutdown: {e}");
         }
+        self.end_sync_release();
         self.publish();
     }
 
@@ -603,16 +681,21 @@ impl Daemon {
         }
     }
 
-    /// Rewrite PostgreSQL's files for its current role and reload.
-    pub(super) async fn rewrite_and_reload(&mut self) -> Result<(), LocalError> {
-        let (role, source) = if self.pg.role == "primary" {
+    /// Rewrite PostgreSQL's files for its current role (no reload).
+    pub(super) async fn rewrite_files(&mut self) -> Result<(), LocalError> {
+        let (role, source) = if matches!(self.pg.role.as_str(), "primary" | "promoted") {
             (Role::Primary, None)
         } else {
             let cluster = self.cluster.clone().unwrap_or_default();
             let following = self.pg.following.clone();
             (Role::Replica, source_for(&cluster, following.as_deref()))
         };
-        self.pg.write_files(role, source.as_ref()).await?;
+        self.pg.write_files(role, source.as_ref()).await
+    }
+
+    /// Rewrite PostgreSQL's files for its current role and reload.
+    pub(super) async fn rewrite_and_reload(&mut self) -> Result<(), LocalError> {
+        self.rewrite_files().await?;
         log::info!(target: "patroni.postgresql.config", "Reloading PostgreSQL configuration.");
         self.pg.reload()?;
         // PostgreSQL applies the reload asynchronously (Patroni also waits

@@ -81,6 +81,11 @@ pub struct LocalPostgres {
     /// No callbacks now (a bootstrap, or a restart that reports
     /// `on_restart` alone).
     pub block_callbacks: bool,
+    /// Synchronous mode is on: `Some(synchronous_mode_strict)`.
+    pub sync_mode: Option<bool>,
+    /// The `synchronous_standby_names` this daemon maintains in synchronous
+    /// mode (`None`: none, or `*` for a strict primary).
+    pub ssn: Option<String>,
 }
 
 /// The server version number of a `postgres --version` line.
@@ -127,6 +132,8 @@ impl LocalPostgres {
             block_callbacks: false,
             started_at: None,
             pending_restart_reason: serde_json::Map::new(),
+            sync_mode: None,
+            ssn: None,
         })
     }
 
@@ -265,7 +272,12 @@ impl LocalPostgres {
         if let Some(i) = &info {
             if !i.is_in_recovery && self.role != "primary" {
                 self.role = "primary".to_owned();
-            } else if i.is_in_recovery && self.role != "replica" && self.role != "promoted" {
+            } else if i.is_in_recovery
+                && !matches!(
+                    self.role.as_str(),
+                    "replica" | "promoted" | "standby_leader"
+                )
+            {
                 self.role = "replica".to_owned();
             }
         }
@@ -332,7 +344,13 @@ impl LocalPostgres {
             role,
             source,
             enforce_hot_standby_feedback: false,
-            sync: None,
+            sync: self
+                .sync_mode
+                .map(|strict| crate::postgres::params::SyncState {
+                    strict,
+                    is_primary: role == Role::Primary,
+                    current: self.ssn.clone(),
+                }),
             controldata: controldata.as_ref(),
             catalog: &Pg15Catalog::new(),
             cwd: &self.cfg.cwd,
@@ -467,11 +485,21 @@ impl LocalPostgres {
     /// Point a running replica at `source`: rewrite the files and reload
     /// (PostgreSQL 13+ applies `primary_conninfo` on reload).
     pub async fn follow(&mut self, source: Option<&ReplicationSource>) -> Result<bool, LocalError> {
+        self.follow_as(Role::Replica, source).await
+    }
+
+    /// [`LocalPostgres::follow`] with the files written for `role` (a
+    /// standby leader streams from a remote primary).
+    pub async fn follow_as(
+        &mut self,
+        role: Role,
+        source: Option<&ReplicationSource>,
+    ) -> Result<bool, LocalError> {
         let name = source.map(|s| s.name.clone());
         if name == self.following {
             return Ok(false);
         }
-        self.write_files(Role::Replica, source).await?;
+        self.write_files(role, source).await?;
         if let Some(pm) = self.postmaster.as_mut() {
             pm.reload()
                 .map_err(|e| LocalError::Process(e.to_string()))?;

@@ -43,6 +43,8 @@ pub mod probe;
 mod provision;
 pub mod requests;
 pub mod slots;
+mod standby;
+mod sync;
 
 use local::LocalPostgres;
 use node::NodeConfig;
@@ -78,6 +80,11 @@ pub struct Daemon {
     fence: fence::Fence,
     /// The CHECKPOINT after our last promotion (or bootstrap) finished.
     checkpoint_done: Arc<std::sync::atomic::AtomicBool>,
+    /// What the primary remembers about `synchronous_standby_names`.
+    sync_tracker: crate::ha::sync::SyncTracker,
+    /// Asking the primary not to pick us as a synchronous standby (our
+    /// member key says `nosync` while a restart or stop is under way).
+    disable_sync: bool,
     /// Refreshes the REST status's PostgreSQL part between cycles.
     probe: probe::Probe,
 }
@@ -328,6 +335,8 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         scheduled_restart: None,
         fence: fence::Fence::start(cfg_data_dir),
         checkpoint_done: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        sync_tracker: Default::default(),
+        disable_sync: false,
         probe: probe::Probe::start(&probe_params, probe_publisher),
     };
     daemon.load_dynamic_configuration().await;

@@ -127,6 +127,9 @@ impl NodeConfig {
             synchronous_mode: effective
                 .get("synchronous_mode")
                 .is_some_and(|v| parse_bool(v) == Some(true) || v.as_str() == Some("quorum")),
+            quorum_commit: effective
+                .get("synchronous_mode")
+                .is_some_and(|v| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("quorum"))),
             failsafe_mode: flag(effective, "failsafe_mode", false),
             watchdog_required: section(effective, "watchdog")
                 .and_then(|w| text(w, "mode"))

@@ -143,6 +143,31 @@ impl Daemon {
         })
         .await
         .map_err(err)?;
+        self.publish_new_cluster(cluster).await?;
+        self.pg.role = "primary".to_owned();
+        self.checkpoint_after_promote();
+        if self.cfg.ha.synchronous_mode {
+            // Until a standby is confirmed: nobody, or any one when strict.
+            let strict = self
+                .config
+                .effective()
+                .get("synchronous_mode_strict")
+                .and_then(crate::config::units::parse_bool)
+                .unwrap_or(false);
+            self.set_ssn(strict.then(|| "*".to_owned())).await?;
+        }
+        log::info!(target: "patroni.ha", "initialized a new cluster");
+        Ok(())
+    }
+
+    /// A new cluster (or standby cluster) runs here: publish it as
+    /// Patroni's `post_bootstrap` does, the `initialize` key with our
+    /// system identifier, `/config` unless someone wrote one, then the
+    /// leader key.
+    pub(super) async fn publish_new_cluster(
+        &mut self,
+        cluster: &Cluster,
+    ) -> Result<(), LocalError> {
         let sysid = self
             .pg
             .controldata()
@@ -152,12 +177,12 @@ impl Daemon {
         self.sysid = Some(sysid.clone());
         let dcs_err = |e: crate::dcs::DcsError| LocalError::Process(e.to_string());
         self.dcs.initialize(false, &sysid).await.map_err(dcs_err)?;
-        let dynamic = Value::Map(self.config.dynamic_configuration().clone());
         if cluster
             .config
             .as_ref()
             .is_none_or(|c| c.modify_version.is_none())
         {
+            let dynamic = Value::Map(self.config.dynamic_configuration().clone());
             if let Some(json) = dynamic.to_json() {
                 self.dcs
                     .set_config_value(&compact(&json), None)
@@ -178,19 +203,27 @@ impl Daemon {
         }
         self.is_leader = true;
         self.lease_renewed(started);
-        self.pg.role = "primary".to_owned();
-        self.checkpoint_after_promote();
-        log::info!(target: "patroni.ha", "initialized a new cluster");
         Ok(())
     }
 
     /// Run the replica creation methods, copying from `source` (`None`:
     /// only the methods that work without a primary), with the state
-    /// `creating replica` published meanwhile.
-    async fn run_replica_methods(
+    /// `creating replica` published meanwhile. A remote source (standby
+    /// cluster) brings its own `create_replica_methods` when it has them.
+    pub(super) async fn run_replica_methods(
         &mut self,
         source: Option<&crate::postgres::ReplicationSource>,
     ) -> Result<(), String> {
+        let methods = source
+            .filter(|s| s.remote)
+            .and_then(|s| s.data.get("create_replica_methods"))
+            .and_then(Value::as_seq)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|list| !list.is_empty());
         self.pg.state = "creating replica".to_owned();
         self.publish();
         let commands = PgCommands::from_config(&self.cfg.postgresql);
@@ -200,7 +233,7 @@ impl Daemon {
             commands: &commands,
             scope: &self.cfg.scope,
             postgresql: &self.cfg.postgresql,
-            methods: None,
+            methods,
             source,
             replication: self.cfg.auth("replication"),
             pgpass: &self.pgpass_path(),
@@ -423,7 +456,7 @@ impl Daemon {
             .arg(&self.cfg.data_dir)
             .arg(format!("--source-server={dsn}"))
             .stdin(std::process::Stdio::null());
-        if let Some(Value::Str(p)) = password {
+        if let Some(Value::Str(p)) = &password {
             command.env("PGPASSWORD", p);
         }
         let output = command
@@ -433,6 +466,7 @@ impl Daemon {
         if output.status.success() {
             log::info!(target: "patroni.postgresql.rewind", "pg_rewind finished: {}",
                 String::from_utf8_lossy(&output.stderr).trim());
+            self.flush_source_wal(&dsn, password.as_ref()).await;
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
@@ -444,5 +478,50 @@ impl Daemon {
             self.sysid = None;
         }
         Err(LocalError::Process(format!("pg_rewind failed: {stderr}")))
+    }
+
+    /// After a rewind, make the source flush its WAL. pg_rewind sets our
+    /// minimum recovery point to the source's *insert* position, and a
+    /// record inserted but not yet flushed there (a standby snapshot on an
+    /// idle primary, say) is not streamed until something else flushes,
+    /// which keeps the rewound node from accepting connections for that
+    /// long (seen: 21 s). One tiny transaction, committed with a local
+    /// flush only (never waiting for synchronous standbys), ends the wait.
+    /// Best effort: a failure only costs that wait.
+    async fn flush_source_wal(&self, dsn: &str, password: Option<&Value>) {
+        let program = self.cfg.program("psql");
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                dsn,
+                "-c",
+            ])
+            .arg(
+                "BEGIN; SET LOCAL synchronous_commit TO local; \
+                 SELECT pg_catalog.txid_current(); COMMIT;",
+            )
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(Value::Str(p)) = password {
+            command.env("PGPASSWORD", p);
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), command.output()).await {
+            Ok(Ok(out)) if out.status.success() => {}
+            Ok(Ok(out)) => log::debug!(target: "patroni.postgresql.rewind",
+                "could not make the source flush its WAL: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            Ok(Err(e)) => {
+                log::debug!(target: "patroni.postgresql.rewind", "cannot run {}: {e}", program.display())
+            }
+            Err(_) => {
+                log::debug!(target: "patroni.postgresql.rewind", "flushing the source's WAL timed out")
+            }
+        }
     }
 }

@@ -113,27 +113,25 @@ impl Daemon {
             log::info!(target: "patroni.ha", "not restarting: {reason}");
             return (false, "restart conditions are not satisfied".to_owned());
         }
-        let role = if self.pg.role == "primary" {
-            Role::Primary
-        } else {
-            Role::Replica
-        };
         let cluster = self.cluster.clone().unwrap_or_default();
-        let source = match role {
-            Role::Primary => None,
+        let (role, source) = match self.pg.role.as_str() {
+            "primary" => (Role::Primary, None),
+            "standby_leader" => (Role::StandbyLeader, Some(self.remote_member())),
             _ => {
                 let following = self.pg.following.clone();
-                source_for(&cluster, following.as_deref())
+                (Role::Replica, source_for(&cluster, following.as_deref()))
             }
         };
         self.pg.state = "restarting".to_owned();
         self.publish();
+        self.begin_sync_release().await;
         self.pg.block_callbacks = true;
         let result = match self.pg.stop(StopMode::Fast).await {
             Ok(_) => self.pg.start(role, source.as_ref()).await,
             Err(e) => Err(e),
         };
         self.pg.block_callbacks = false;
+        self.end_sync_release();
         match result {
             Ok(()) => {
                 self.pg.callback(CallbackAction::OnRestart);

@@ -15,14 +15,22 @@
 //! stopped PostgreSQL ([`offline`]'s `recover`), then the running cases
 //! ([`running`]).
 //!
-//! Not covered yet: standby clusters, synchronous mode, failsafe mode and
-//! a required watchdog. Those are
+//! Synchronous mode (`synchronous_mode: on`) restricts who may race and
+//! asks the executor to keep `/sync` and `synchronous_standby_names` in
+//! line ([`Action::ProcessSyncReplication`], see [`crate::ha::sync`]).
+//!
+//! A standby cluster ([`standby`]) has a standby leader that streams from
+//! a remote primary instead of a primary.
+//!
+//! Not covered yet: quorum commit, failsafe mode and a required watchdog.
+//! Those are
 //! [`Step::Unsupported`], which the executor must treat as "do nothing and
 //! say so", never as a decision.
 
 mod failover;
 mod offline;
 mod running;
+mod standby;
 mod stop;
 
 use chrono::{DateTime, Utc};
@@ -102,7 +110,11 @@ pub struct HaSettings {
     pub check_timeline: bool,
     pub paused: bool,
     pub standby_cluster: bool,
+    /// `synchronous_mode` is on (or `quorum`) and this is no standby
+    /// cluster.
     pub synchronous_mode: bool,
+    /// `synchronous_mode: quorum`.
+    pub quorum_commit: bool,
     pub failsafe_mode: bool,
     pub watchdog_required: bool,
     /// The local configuration has a `bootstrap` section: without one a
@@ -130,6 +142,7 @@ impl Default for HaSettings {
             paused: false,
             standby_cluster: false,
             synchronous_mode: false,
+            quorum_commit: false,
             failsafe_mode: false,
             watchdog_required: false,
             bootstrap_configured: false,
@@ -161,6 +174,10 @@ pub struct Facts {
     pub now: Option<DateTime<Utc>>,
     /// Set once [`Query::SleepUntil`] returned.
     pub slept: bool,
+    /// Result of [`Query::ClaimSyncForPromote`].
+    pub sync_claimed: Option<bool>,
+    /// Set once [`Query::WriteDynamicConfig`] was answered.
+    pub config_written: bool,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -199,6 +216,17 @@ pub enum Query {
     /// A scheduled switchover is due within `loop_wait`: sleep until this
     /// instant (at once if it passed), set `Facts::slept`, ask again.
     SleepUntil(DateTime<Utc>),
+    /// Synchronous mode, about to promote: write `/sync` naming us as
+    /// leader with no standbys (compare-and-set on the version read) and
+    /// set `synchronous_standby_names` to nobody (`*` when strict).
+    /// Answer in `Facts::sync_claimed`; a failed write means someone else
+    /// changed the key (maybe the lock is lost), so the promotion waits.
+    ClaimSyncForPromote,
+    /// We hold the leader key and `/config` is missing or empty: write
+    /// our dynamic configuration there, read the cluster again, set
+    /// `Facts::config_written` and ask again (Patroni does this for a
+    /// cluster adopted from an existing data directory).
+    WriteDynamicConfig,
 }
 
 /// How to stop being primary.
@@ -219,6 +247,10 @@ pub enum DemoteMode {
     /// Patroni's `immediate`: stop at once, release the key, then follow
     /// whoever leads next.
     Immediate,
+    /// Patroni's `demote-cluster`: the cluster became a standby cluster.
+    /// Fast stop, keep the key, start again as the standby leader
+    /// streaming from the remote primary.
+    Cluster,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +263,16 @@ pub enum Action {
     Follow {
         member: Option<String>,
     },
+    /// Standby cluster: make PostgreSQL stream from the remote primary of
+    /// `standby_cluster` (starting it if it is stopped), as the standby
+    /// leader when we hold the key, else as a replica.
+    FollowRemote {
+        standby_leader: bool,
+    },
+    /// Standby cluster, we won the `initialize` race: copy the remote
+    /// primary, start as its standby, then publish `initialize`, take the
+    /// leader key and write `/config`.
+    BootstrapStandbyLeader,
     /// We won the `initialize` race: initdb (or the custom bootstrap
     /// method), start, create the users, then publish `initialize` with
     /// the system identifier, take the leader key, write `/config` and
@@ -275,6 +317,14 @@ pub enum Action {
     /// and `scheduled_at` (compare-and-set on its version), so the next
     /// cycles know the promotion they wait for was asked.
     DropFailoverLeader,
+    /// Synchronous mode on a running primary holding the key: bring the
+    /// `/sync` key and `synchronous_standby_names` in line with the
+    /// standbys that stream now ([`crate::ha::sync::plan_multisync`]).
+    ProcessSyncReplication,
+    /// Synchronous mode is off but `/sync` still names a leader: delete
+    /// the key (compare-and-set) and give `synchronous_standby_names` back
+    /// to the configuration.
+    DisableSyncReplication,
     /// Fatal: log `reason` at FATAL/ERROR and exit the daemon with status
     /// 1, leaving PostgreSQL as it is (Patroni's `sys.exit(1)`).
     Exit {
@@ -355,6 +405,46 @@ fn peers_or_query<'a>(
     }
 }
 
+/// Synchronous mode is on and the leader has claimed `/sync` (Patroni's
+/// `sync_mode_is_active`): only the standbys listed there may race.
+fn sync_mode_active(cluster: &Cluster, settings: &HaSettings) -> bool {
+    settings.synchronous_mode && !cluster.sync.is_empty()
+}
+
+/// What a running primary with the key does about synchronous
+/// replication each cycle (the sync part of Patroni's
+/// `enforce_primary_role`).
+fn sync_duty(cluster: &Cluster, settings: &HaSettings) -> Option<Action> {
+    if settings.synchronous_mode {
+        Some(Action::ProcessSyncReplication)
+    } else if !cluster.sync.is_empty() {
+        Some(Action::DisableSyncReplication)
+    } else {
+        None
+    }
+}
+
+/// Before a promotion (Patroni's `process_sync_replication_prepromote`):
+/// in synchronous mode, `/sync` must name us first. `Ok` carries what to
+/// run before [`Action::Promote`]; `Err` the step to return instead.
+fn before_promote(
+    cluster: &Cluster,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> Result<Vec<Action>, Step> {
+    if !settings.synchronous_mode {
+        return Ok(sync_duty(cluster, settings).into_iter().collect());
+    }
+    match facts.sync_claimed {
+        None => Err(Step::Query(Query::ClaimSyncForPromote)),
+        Some(true) => Ok(Vec::new()),
+        Some(false) => Err(done(
+            vec![],
+            "Postponing promotion because synchronous replication state was updated by somebody else",
+        )),
+    }
+}
+
 /// Patroni's `sysid_valid`: at least ten digits and nothing else (a
 /// system identifier starts with the initdb time shifted left 32 bits).
 fn sysid_valid(sysid: Option<&str>) -> bool {
@@ -391,6 +481,9 @@ fn follow(
     demote_reason: &str,
     follow_reason: &str,
 ) -> Step {
+    if settings.standby_cluster {
+        return standby::follow(cluster, me, pg, settings, demote_reason, follow_reason);
+    }
     let target = node_to_follow(cluster, me);
     if settings.paused {
         if pg.is_primary {
@@ -451,11 +544,8 @@ fn decide_cycle(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.standby_cluster {
-        return Step::Unsupported("standby cluster".into());
-    }
-    if settings.synchronous_mode {
-        return Step::Unsupported("synchronous mode".into());
+    if settings.quorum_commit {
+        return Step::Unsupported("quorum commit (synchronous_mode: quorum)".into());
     }
     if settings.failsafe_mode || settings.watchdog_required {
         return Step::Unsupported("failsafe mode or a required watchdog".into());
@@ -475,6 +565,17 @@ fn decide_cycle(
     }
     match cluster.leader.as_ref().map(|l| l.name.as_str()) {
         Some(leader) if leader == me.name => running::with_lock(cluster, me, pg, settings, facts),
+        Some(leader) if settings.standby_cluster => follow(
+            cluster,
+            me,
+            pg,
+            settings,
+            "cannot be a real primary in a standby cluster",
+            &format!(
+                "no action. I am ({}), a secondary, and following a standby leader ({leader})",
+                me.name
+            ),
+        ),
         Some(leader) => {
             let leader = leader.to_owned();
             follow(
@@ -500,3 +601,7 @@ mod tests;
 #[cfg(test)]
 #[path = "decide/notes_tests.rs"]
 mod notes_tests;
+
+#[cfg(test)]
+#[path = "decide/sync_tests.rs"]
+mod sync_tests;

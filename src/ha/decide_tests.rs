@@ -17,6 +17,7 @@ pub(crate) fn cluster(leader: Option<&str>) -> Cluster {
         ("members/n3", REPLICA3, Some(3)),
         ("status", r#"{"optime":5000}"#, Some(4)),
         ("initialize", "7000000000000000001", Some(7)),
+        ("config", r#"{"ttl":30,"loop_wait":10}"#, Some(8)),
         (
             "history",
             r#"[[1,100,"no recovery target specified","2026-11-22T01:21:26+00:00","n1"]]"#,
@@ -74,6 +75,8 @@ pub(crate) struct Script {
     pub(crate) reloaded: Cluster,
     /// The clock's answer.
     pub(crate) now: chrono::DateTime<chrono::Utc>,
+    /// The answer to [`Query::ClaimSyncForPromote`].
+    pub(crate) sync_claim: bool,
 }
 
 /// Run one cycle to its decision, recording the queries asked.
@@ -103,6 +106,8 @@ pub(crate) fn cycle(
                     Query::WriteInitializeKey { .. } => facts.initialize_written = Some(true),
                     Query::CurrentTime => facts.now = Some(script.now),
                     Query::SleepUntil(_) => facts.slept = true,
+                    Query::ClaimSyncForPromote => facts.sync_claimed = Some(script.sync_claim),
+                    Query::WriteDynamicConfig => facts.config_written = true,
                 }
             }
             other => return (other, asked),
@@ -125,6 +130,7 @@ pub(crate) fn script() -> Script {
         peers: vec![],
         reloaded: cluster(Some("n2")),
         now: NOW.parse().expect("a valid time"),
+        sync_claim: true,
     }
 }
 
@@ -425,11 +431,8 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
     let me2 = me("n2", json!({}));
     for settings in [
         HaSettings {
-            standby_cluster: true,
-            ..HaSettings::default()
-        },
-        HaSettings {
             synchronous_mode: true,
+            quorum_commit: true,
             ..HaSettings::default()
         },
         HaSettings {

@@ -17,3 +17,4 @@ pub mod decide;
 pub mod race;
 #[cfg(test)]
 mod sim;
+pub mod sync;

@@ -152,7 +152,7 @@ pub fn is_healthiest_node(input: &RaceInput<'_>) -> Verdict {
         healthiest: false,
         log,
     };
-    let lag = input.cluster_last_lsn - input.my_wal_position;
+    let lag = input.cluster_last_lsn.saturating_sub(input.my_wal_position);
     if input.check_replication_lag && lag > input.maximum_lag_on_failover {
         log.push("My wal position exceeds maximum replication lag".into());
         return no(log);

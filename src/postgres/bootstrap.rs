@@ -53,6 +53,9 @@ pub enum BootstrapError {
     Options(String),
     #[error("could not write the temporary password file: {0}")]
     PasswordFile(#[source] std::io::Error),
+    /// The new data directory could not be flushed to disk.
+    #[error("could not flush the new data directory to disk: {0}")]
+    Sync(#[source] std::io::Error),
     #[error("could not run {program}: {source}")]
     Spawn {
         program: String,
@@ -330,6 +333,9 @@ pub fn initdb_argv(
 ) -> Result<Vec<String>, BootstrapError> {
     let mut argv = vec![input.commands.program("initdb").display().to_string()];
     argv.extend(initdb_options(input.options)?);
+    // The new files are flushed with one syncfs afterwards (see
+    // `durable`), not one fsync at a time.
+    argv.push(super::durable::NO_SYNC.to_owned());
     if let Some(su) = input.superuser {
         if let Some(user) = su.get("username") {
             argv.push(format!("--username={}", py_str(user)));
@@ -363,7 +369,9 @@ pub async fn initdb(input: &InitdbInput<'_>) -> Result<(), BootstrapError> {
     drop(pwfile);
     let status = status?;
     if status.success() {
-        Ok(())
+        super::durable::sync_data_directory(input.data_dir)
+            .await
+            .map_err(BootstrapError::Sync)
     } else {
         Err(BootstrapError::Failed {
             program: argv[0].clone(),

@@ -170,6 +170,8 @@ pub fn basebackup_argv(
         format!("--dbname={connstring}"),
     ];
     argv.extend(user);
+    // Flushed with one syncfs once the copy is complete (see `durable`).
+    argv.push(super::durable::NO_SYNC.to_owned());
     argv
 }
 
@@ -249,7 +251,11 @@ async fn basebackup(
         clean(input.data_dir).await;
         log::debug!(target: LOG_TARGET, "calling: {argv:?}");
         match run_command(&argv, env, input.run_as).await {
-            Ok(status) if status.success() => return Ok(()),
+            Ok(status) if status.success() => {
+                return super::durable::sync_data_directory(input.data_dir)
+                    .await
+                    .map_err(|e| format!("cannot flush the new replica to disk: {e}"));
+            }
             Ok(status) => {
                 last = format!(
                     "pg_basebackup exited with code={}",

@@ -4,13 +4,49 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    done, peers_or_query, with_notes, Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query,
-    Step,
+    done, peers_or_query, sync_mode_active, with_notes, Action, DemoteMode, Facts, HaSettings,
+    LocalPg, Me, Query, Step,
 };
 use crate::ha::race::{is_healthiest_node, PeerStatus, RaceInput};
-use crate::model::{Cluster, Failover, SyncState, Tags};
+use crate::model::{Cluster, Failover, Tags};
 
-/// Patroni's `is_failover_possible` (synchronous and quorum modes aside):
+/// The leader race's input for this node against `peers` (already
+/// narrowed to the members that may race). In synchronous mode the
+/// former leader named by `/sync` keeps its priority edge.
+pub(super) fn race_input<'a>(
+    cluster: &'a Cluster,
+    me: &'a Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    check_replication_lag: bool,
+    peers: &'a [PeerStatus],
+) -> RaceInput<'a> {
+    let active = sync_mode_active(cluster, settings);
+    RaceInput {
+        my_name: &me.name,
+        my_wal_position: pg.wal_position,
+        my_timeline: pg.timeline,
+        my_failover_priority: Tags(&me.tags).failover_priority(),
+        cluster_last_lsn: cluster.status.last_lsn,
+        cluster_timeline: cluster.timeline(),
+        maximum_lag_on_failover: settings.maximum_lag_on_failover,
+        check_replication_lag,
+        check_timeline: settings.check_timeline,
+        standby_cluster: settings.standby_cluster,
+        sync_mode_active: active,
+        quorum_commit_active: false,
+        sync: &cluster.sync,
+        former_leader: if active {
+            cluster.sync.leader.as_deref()
+        } else {
+            None
+        },
+        peers,
+        voters: &[],
+    }
+}
+
+/// Patroni's `is_failover_possible` (quorum commit aside):
 /// does some other member that may be promoted answer its `/patroni`, not
 /// lagging (behind `cluster_lsn` when given, else past
 /// `maximum_lag_on_failover` from `/status`), and not behind the cluster
@@ -18,7 +54,9 @@ use crate::model::{Cluster, Failover, SyncState, Tags};
 ///
 /// With a failover key naming a candidate, only that candidate counts,
 /// unless `exclude_failover_candidate`, in which case everyone else does.
-/// Members missing from `peers` count as unreachable.
+/// In synchronous mode only the standbys `/sync` lists count, except for a
+/// manual failover (no leader named). Members missing from `peers` count
+/// as unreachable.
 pub fn is_failover_possible(
     cluster: &Cluster,
     me: &Me,
@@ -54,9 +92,12 @@ pub(super) fn failover_possible(
     let failover = requested(cluster);
     let candidate = failover.and_then(|f| f.candidate.as_deref());
     let cluster_timeline = cluster.timeline();
+    let sync_only =
+        sync_mode_active(cluster, settings) && failover.is_none_or(|f| f.leader.is_some());
     let candidates: Vec<_> = cluster
         .members
         .iter()
+        .filter(|m| !sync_only || cluster.sync.matches(&m.name, false))
         .filter(|m| m.name != me.name && m.api_url().is_some())
         .filter(|m| !Tags(&m.tags()).nofailover())
         .filter(|m| match candidate {
@@ -67,7 +108,17 @@ pub(super) fn failover_possible(
         .collect();
     if candidates.is_empty() {
         let action = failover.map_or("failover", |f| action_names(f).0);
-        notes.push(format!("{action}: candidates list is empty"));
+        match candidate {
+            Some(c) if settings.synchronous_mode => {
+                let mut title = action.to_owned();
+                title[..1].make_ascii_uppercase();
+                notes.push(format!(
+                    "{title} candidate={c} does not match with sync_standbys={}",
+                    cluster.sync.sync_standby.as_deref().unwrap_or("None")
+                ));
+            }
+            _ => notes.push(format!("{action}: candidates list is empty")),
+        }
     }
     let mut possible = false;
     for m in candidates {
@@ -76,7 +127,8 @@ pub(super) fn failover_possible(
         let lagging = if cluster_lsn != 0 {
             st.wal_position < cluster_lsn
         } else {
-            cluster.status.last_lsn - st.wal_position > settings.maximum_lag_on_failover
+            cluster.status.last_lsn.saturating_sub(st.wal_position)
+                > settings.maximum_lag_on_failover
         };
         if let Some(reason) = st.failover_limitation() {
             notes.push(format!("Member {} is {reason}", m.name));
@@ -282,6 +334,11 @@ pub(super) fn may_race_without_leader(
         if candidate == me.name {
             return Ok(true);
         }
+        // Synchronous mode: a standby not in `/sync` takes no part, even
+        // when the named candidate is unhealthy.
+        if settings.synchronous_mode && !cluster.sync.matches(&me.name, true) {
+            return Ok(false);
+        }
         if let Some(member) = cluster.member(candidate) {
             let peers = peers_or_query(cluster, me, facts)?;
             let unknown = PeerStatus::unknown(member);
@@ -317,30 +374,14 @@ pub(super) fn may_race_without_leader(
             ));
         }
     }
+    let sync_only = sync_mode_active(cluster, settings);
     let others: Vec<PeerStatus> = peers
         .iter()
         .filter(|p| Some(p.name.as_str()) != f.leader.as_deref())
+        .filter(|p| !sync_only || cluster.sync.matches(&p.name, false))
         .cloned()
         .collect();
-    let empty_sync = SyncState::default();
-    let verdict = is_healthiest_node(&RaceInput {
-        my_name: &me.name,
-        my_wal_position: pg.wal_position,
-        my_timeline: pg.timeline,
-        my_failover_priority: Tags(&me.tags).failover_priority(),
-        cluster_last_lsn: cluster.status.last_lsn,
-        cluster_timeline: cluster.timeline(),
-        maximum_lag_on_failover: settings.maximum_lag_on_failover,
-        check_replication_lag: false,
-        check_timeline: settings.check_timeline,
-        standby_cluster: false,
-        sync_mode_active: false,
-        quorum_commit_active: false,
-        sync: &empty_sync,
-        former_leader: None,
-        peers: &others,
-        voters: &[],
-    });
+    let verdict = is_healthiest_node(&race_input(cluster, me, pg, settings, false, &others));
     notes.extend(verdict.log);
     Ok(verdict.healthiest)
 }

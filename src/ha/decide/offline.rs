@@ -33,6 +33,12 @@ pub(super) fn before_running(
             }));
         }
     }
+    if has_lock(cluster, me)
+        && cluster.config.as_ref().is_none_or(|c| c.data.is_empty())
+        && !facts.config_written
+    {
+        return Some(Step::Query(Query::WriteDynamicConfig));
+    }
     if pg.start_failed && !pg.running {
         return Some(post_recover(cluster, me));
     }
@@ -119,6 +125,10 @@ fn bootstrap(cluster: &Cluster, me: &Me, settings: &HaSettings, facts: &Facts) -
     {
         return match facts.initialize_won {
             None => Step::Query(Query::AcquireInitializeKey),
+            Some(true) if settings.standby_cluster => done(
+                vec![Action::BootstrapStandbyLeader],
+                "trying to bootstrap a new standby leader",
+            ),
             Some(true) => done(vec![Action::Bootstrap], "trying to bootstrap a new cluster"),
             Some(false) => done(vec![], "failed to acquire initialize lock"),
         };
@@ -140,7 +150,12 @@ fn bootstrap(cluster: &Cluster, me: &Me, settings: &HaSettings, facts: &Facts) -
             "trying to bootstrap (without leader)",
         );
     }
-    done(vec![], "waiting for leader to bootstrap")
+    let waiting = if settings.standby_cluster {
+        "waiting for standby_leader to bootstrap"
+    } else {
+        "waiting for leader to bootstrap"
+    };
+    done(vec![], waiting)
 }
 
 /// Patroni's `get_clone_member` minus the leader: a running member other
@@ -294,10 +309,26 @@ fn recover_noting(
             "doing crash recovery in a single user mode",
         );
     }
+    if settings.standby_cluster && has_lock(cluster, me) {
+        return done(
+            vec![Action::FollowRemote {
+                standby_leader: true,
+            }],
+            "starting as a standby leader because i had the session lock",
+        );
+    }
     if has_lock(cluster, me) {
         return done(
             vec![Action::StartAsReplica { member: None }],
             "starting as readonly because i had the session lock",
+        );
+    }
+    if settings.standby_cluster && cluster.is_unlocked() {
+        return done(
+            vec![Action::FollowRemote {
+                standby_leader: false,
+            }],
+            "trying to follow a remote member because standby cluster is unhealthy",
         );
     }
     done(

@@ -4,12 +4,13 @@
 //! [`super::failover`].
 
 use super::failover::{self, FromLeader, PausedRace};
+use super::standby;
 use super::{
-    done, follow_fresh, peers_or_query, with_notes, Action, DemoteMode, Facts, HaSettings, LocalPg,
-    Me, Query, Step,
+    before_promote, done, follow_fresh, peers_or_query, sync_duty, sync_mode_active, with_notes,
+    Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query, Step,
 };
-use crate::ha::race::{is_healthiest_node, RaceInput};
-use crate::model::{Cluster, SyncState, Tags};
+use crate::ha::race::is_healthiest_node;
+use crate::model::{Cluster, Tags};
 
 /// `process_healthy_cluster` when the key is ours.
 pub(super) fn with_lock(
@@ -19,9 +20,10 @@ pub(super) fn with_lock(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.paused && !pg.is_primary {
+    if settings.paused && !pg.is_primary && !settings.standby_cluster {
         // Paused, the key follows PostgreSQL's role, except while the
-        // candidate of a manual failover waits for its promotion.
+        // candidate of a manual failover waits for its promotion (or in a
+        // standby cluster, whose leader is never a primary).
         let candidate = failover::requested(cluster).and_then(|f| f.candidate.as_deref());
         return if candidate == Some(me.name.as_str()) {
             done(vec![], "waiting to become primary after promote...")
@@ -44,12 +46,24 @@ pub(super) fn with_lock(
                     notes,
                 } => (vec![], notes),
             };
+            if settings.standby_cluster {
+                let message = standby::holder_message(me, pg);
+                return with_notes(
+                    standby::as_standby_leader(pg, settings, actions, &message),
+                    notes,
+                );
+            }
             let step = if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
+                actions.extend(sync_duty(cluster, settings));
                 done(
                     actions,
                     format!("no action. I am ({}), the leader with the lock", me.name),
                 )
             } else {
+                match before_promote(cluster, settings, facts) {
+                    Ok(sync) => actions.extend(sync),
+                    Err(step) => return with_notes(step, notes),
+                }
                 actions.push(Action::Promote);
                 done(
                     actions,
@@ -118,35 +132,37 @@ pub(super) fn leader_race(
         mine >= cluster.timeline()
     } else if settings.paused || nofailover {
         false
+    } else if failover::requested(cluster).is_some_and(|f| f.leader.is_some())
+        && sync_mode_active(cluster, settings)
+        && !cluster.sync.matches(&me.name, true)
+    {
+        // A switchover in synchronous mode: only the listed standbys (and
+        // the former leader) may race.
+        false
     } else if let Some(f) = failover::requested(cluster) {
         match failover::may_race_without_leader(cluster, me, pg, settings, facts, f, &mut notes) {
             Ok(verdict) => verdict,
             Err(query) => return query,
         }
+    } else if sync_mode_active(cluster, settings) && !cluster.sync.matches(&me.name, true) {
+        // Synchronous mode: a standby not listed in `/sync` may miss
+        // acknowledged commits, so it never races.
+        false
     } else {
         let peers = match peers_or_query(cluster, me, facts) {
             Ok(p) => p,
             Err(q) => return q,
         };
-        let empty_sync = SyncState::default();
-        let verdict = is_healthiest_node(&RaceInput {
-            my_name: &me.name,
-            my_wal_position: pg.wal_position,
-            my_timeline: pg.timeline,
-            my_failover_priority: Tags(&me.tags).failover_priority(),
-            cluster_last_lsn: cluster.status.last_lsn,
-            cluster_timeline: cluster.timeline(),
-            maximum_lag_on_failover: settings.maximum_lag_on_failover,
-            check_replication_lag: true,
-            check_timeline: settings.check_timeline,
-            standby_cluster: false,
-            sync_mode_active: false,
-            quorum_commit_active: false,
-            sync: &empty_sync,
-            former_leader: None,
-            peers,
-            voters: &[],
-        });
+        let active = sync_mode_active(cluster, settings);
+        // Synchronous mode: race among the listed standbys only.
+        let racing: Vec<_> = peers
+            .iter()
+            .filter(|p| !active || cluster.sync.matches(&p.name, true))
+            .cloned()
+            .collect();
+        let verdict = is_healthiest_node(&failover::race_input(
+            cluster, me, pg, settings, true, &racing,
+        ));
         notes.extend(verdict.log);
         verdict.healthiest
     };
@@ -179,8 +195,21 @@ pub(super) fn leader_race(
     }
     let step = match facts.lock_acquired {
         None => return Step::Query(Query::AcquireLock),
-        Some(true) if pg.is_primary => done(actions, "acquired session lock as a leader"),
+        Some(true) if settings.standby_cluster => standby::as_standby_leader(
+            pg,
+            settings,
+            actions,
+            "promoted self to a standby leader by acquiring session lock",
+        ),
+        Some(true) if pg.is_primary => {
+            actions.extend(sync_duty(cluster, settings));
+            done(actions, "acquired session lock as a leader")
+        }
         Some(true) => {
+            match before_promote(cluster, settings, facts) {
+                Ok(sync) => actions.extend(sync),
+                Err(step) => return with_notes(step, notes),
+            }
             actions.push(Action::Promote);
             done(actions, "promoted self to leader by acquiring session lock")
         }

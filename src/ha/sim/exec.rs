@@ -191,6 +191,9 @@ impl Sim {
                 let ok = applied && self.dcs.write_initialize(&sysid, create_new, now) && answered;
                 cycle.facts.initialize_written = Some(ok);
             }
+            // The simulated clusters run without synchronous mode.
+            Query::ClaimSyncForPromote => cycle.facts.sync_claimed = Some(applied && answered),
+            Query::WriteDynamicConfig => cycle.facts.config_written = true,
             Query::FetchPeerStatuses(_) | Query::CurrentTime | Query::SleepUntil(_) => {}
         }
     }
@@ -344,6 +347,11 @@ impl Sim {
         let name = self.nodes[i].name.clone();
         let now = self.now;
         Ok(match action {
+            Action::ProcessSyncReplication | Action::DisableSyncReplication => Ok(()),
+            // The simulated clusters are never standby clusters.
+            Action::FollowRemote { .. } | Action::BootstrapStandbyLeader => {
+                Err("standby clusters are not simulated".into())
+            }
             Action::Promote => {
                 if !self.nodes[i].pg.running {
                     return Ok(Err("PostgreSQL is not running".into()));

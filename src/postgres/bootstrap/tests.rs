@@ -135,6 +135,7 @@ fn initdb_command_line() {
             "/usr/lib/postgresql/15/bin/initdb15",
             "--data-checksums",
             "--encoding=UTF8",
+            "--no-sync",
             "--username=postgres",
             "--pwfile=/tmp/pw",
             "/data/pg"
@@ -299,8 +300,12 @@ async fn initdb_password_file_is_private_and_removed() {
     };
     let options = Value::Map(map(&[("encoding", s("UTF8"))]));
     let su = map(&[("username", s("admin")), ("password", s("p w'\"x"))]);
+    // The stand-in writes nothing there, but the flush after it needs the
+    // directory to exist, as the real initdb leaves it.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
     initdb(&InitdbInput {
-        data_dir: Path::new("/data/x"),
+        data_dir: &data,
         commands: &commands,
         options: Some(&options),
         superuser: Some(&su),
@@ -311,12 +316,13 @@ async fn initdb_password_file_is_private_and_removed() {
     let text = std::fs::read_to_string(&out).expect("output");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "--encoding=UTF8");
-    assert_eq!(lines[1], "--username=admin");
-    assert!(lines[2].starts_with("--pwfile="), "{lines:?}");
-    assert_eq!(lines[3], "/data/x");
-    assert_eq!(lines[4], "p w'\"x");
-    assert_eq!(lines[5], "600");
-    assert!(!Path::new(lines[6]).exists(), "password file left behind");
+    assert_eq!(lines[1], "--no-sync");
+    assert_eq!(lines[2], "--username=admin");
+    assert!(lines[3].starts_with("--pwfile="), "{lines:?}");
+    assert_eq!(lines[4], data.display().to_string());
+    assert_eq!(lines[5], "p w'\"x");
+    assert_eq!(lines[6], "600");
+    assert!(!Path::new(lines[7]).exists(), "password file left behind");
 
     // A failing initdb is an error and also removes the file.
     std::fs::write(&program, "#!/bin/sh\nexit 1\n").expect("write");

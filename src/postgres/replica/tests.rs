@@ -49,7 +49,8 @@ fn basebackup_command_line() {
             "--dbname=host=h port=5432",
             "--verbose",
             "--max-rate=100M",
-            "--compress=server-zstd"
+            "--compress=server-zstd",
+            "--no-sync"
         ]
     );
     // Before 15 compress is refused outright.
