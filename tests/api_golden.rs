@@ -334,7 +334,10 @@ fn request(method: &str, path: &str, headers: &[String], body: Option<&str>) -> 
     r.into_bytes()
 }
 
-/// Status line, headers without Date, body.
+/// A response reduced to what must match Patroni: the status code and
+/// reason phrase (without the HTTP version), the headers (names
+/// lower-cased) except the framing ones (`Date`, `Content-Length`,
+/// `Connection`, which hyper writes its own way), and the body.
 #[derive(Debug, PartialEq)]
 struct Parsed {
     status_line: String,
@@ -342,15 +345,28 @@ struct Parsed {
     body: String,
 }
 
+/// Headers that belong to the framing, not to Patroni's answer.
+fn framing_header(name: &str) -> bool {
+    matches!(name, "date" | "content-length" | "connection")
+}
+
+/// `HTTP/1.0 200 OK` -> `200 OK`.
+fn strip_version(line: &str) -> String {
+    match line.split_once(' ') {
+        Some((version, rest)) if version.starts_with("HTTP/") => rest.to_owned(),
+        _ => line.to_owned(),
+    }
+}
+
 fn parse_response(bytes: &[u8]) -> Parsed {
     let text = String::from_utf8_lossy(bytes).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("").to_owned();
+    let status_line = strip_version(lines.next().unwrap_or(""));
     let headers = lines
         .filter_map(|l| l.split_once(": "))
-        .filter(|(k, _)| *k != "Date")
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .filter(|(k, _)| !framing_header(k))
         .collect();
     Parsed {
         status_line,
@@ -365,11 +381,16 @@ fn expected(entry: &Value) -> Parsed {
         .cloned()
         .unwrap_or_default()
         .iter()
-        .filter_map(|h| Some((h[0].as_str()?.to_owned(), h[1].as_str()?.to_owned())))
-        .filter(|(k, _)| k != "Date")
+        .filter_map(|h| {
+            Some((
+                h[0].as_str()?.to_ascii_lowercase(),
+                h[1].as_str()?.to_owned(),
+            ))
+        })
+        .filter(|(k, _)| !framing_header(k))
         .collect();
     Parsed {
-        status_line: entry["status_line"].as_str().unwrap_or("").to_owned(),
+        status_line: strip_version(entry["status_line"].as_str().unwrap_or("")),
         headers,
         body: mask(entry["body"].as_str().unwrap_or("")),
     }

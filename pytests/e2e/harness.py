@@ -198,6 +198,26 @@ def descendants(pid: int) -> List[int]:
     return out
 
 
+def freeze_tree(pid: int) -> List[int]:
+    """SIGSTOP `pid`, then every process below it (twice, for a child forked
+    in between): a PostgreSQL frozen as a stalled VM would be. Returns the
+    stopped pids for thaw()."""
+    kill_quietly(pid, signal.SIGSTOP)
+    stopped = [pid]
+    for _ in range(2):
+        for child in descendants(pid):
+            if child not in stopped:
+                kill_quietly(child, signal.SIGSTOP)
+                stopped.append(child)
+    return stopped
+
+
+def thaw(pids: List[int]) -> None:
+    """SIGCONT what freeze_tree() stopped, children first."""
+    for pid in reversed(pids):
+        kill_quietly(pid, signal.SIGCONT)
+
+
 def kill_quietly(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)

@@ -1,61 +1,79 @@
-//! The REST server: Python `BaseHTTPRequestHandler` framing on a raw TCP
-//! stream.
+//! The REST server: Patroni's routes, status codes, reason phrases and
+//! bodies on hyper's HTTP/1.x framing.
 //!
-//! # Why not hyper
+//! # Framing
 //!
-//! Patroni's clients see HTTP/1.0 responses whose exact bytes matter:
-//! HAProxy-style status-only replies (`HTTP/1.0 200 OK\r\n\r\n`, no headers
-//! at all, not even `Date`), bodies delimited by connection close with no
-//! `Content-Length`, a custom reason phrase on 501 (`Unsupported method
-//! ('PUT')`), headers in Python's order and case, and an HTTP/0.9-style
-//! bare HTML page for an unparsable request line. hyper 1.x always adds
-//! its own `date` header and length/chunked framing, answers in the
-//! request's HTTP version, and cannot send a reply without a status line,
-//! so most of these bytes would be out of reach. We therefore parse
-//! requests with `httparse` (a well-kept, fuzzed parser; no header parsing
-//! by hand) and write responses ourselves. Only the request line is first
-//! checked with Python's own rules, so that malformed lines get the same
-//! error replies.
+//! hyper (http1 only, through `hyper-util`'s tokio glue) parses requests
+//! and frames responses; this module only routes and builds
+//! `http::Response`s. Python's `BaseHTTPRequestHandler` answers HTTP/1.0
+//! without `Content-Length` and closes every connection; hyper answers in
+//! the request's version (HTTP/1.1 to 1.1 requests), always sends
+//! `Content-Length` and `Date`, and keeps HTTP/1.1 connections alive
+//! unless the client says `Connection: close`. Every client Patroni has
+//! (patronictl on urllib3, HAProxy `httpchk`, curl, `requests`) reads both.
+//! What stays as Patroni has it: status codes, Patroni's reason phrases
+//! (set explicitly where they differ from hyper's, e.g. `413 Request
+//! Entity Too Large`, `501 Unsupported method ('BREW')`), Content-Type,
+//! bodies, `Server` (`server_tokens`), `WWW-Authenticate`, the configured
+//! extra headers, and Python's HTML error page for handler errors.
+//!
+//! # Threading
+//!
+//! [`ApiServer::serve_on_own_thread`] runs the server on a thread of its
+//! own with a single-threaded tokio runtime: a health check never waits
+//! for a runtime worker busy with the HA loop (a slow DCS call, a file
+//! written synchronously), and the HA loop never competes with a flood of
+//! checks. One thread serves tens of thousands of requests per second;
+//! every handler only reads the published snapshot, and the modifying
+//! endpoints await the HA loop through channels.
 //!
 //! # Limits (Python has none of these)
 //!
-//! - The request head (line + headers) must arrive within
-//!   [`Limits::header_timeout`] and fit in [`Limits::max_head`] bytes; a
-//!   body (only read when `Content-Length` is sent) must fit in
-//!   [`Limits::max_body`] and arrive within the same timeout. A slow client
-//!   has its connection closed without a reply; an oversized request gets
-//!   a 414 (request line), 431 (headers) or 413 (body) error page. Either
-//!   way no task is held forever.
+//! - The request head must arrive within [`Limits::header_timeout`]
+//!   (hyper's `header_read_timeout`, which also closes keep-alive
+//!   connections idle that long) and fit in [`Limits::max_head`] bytes
+//!   (431). A body must fit in [`Limits::max_body`] (413, checked against
+//!   `Content-Length` before reading and while reading) and arrive within
+//!   the same timeout (else 408 and close). The TLS handshake has the same
+//!   bound. No task is held forever by a slow client.
 //! - At most [`Limits::max_connections`] connections are served at once;
-//!   further ones wait in the kernel backlog.
+//!   further ones wait in the kernel backlog (`request_queue_size`).
 //!
 //! # Known deviations from Python Patroni
 //!
-//! - Header parsing is httparse's: it is stricter than Python's
-//!   `email`-based parser (e.g. obsolete line folding or bytes outside
-//!   visible ASCII in names are rejected with a 400 page where Python might
-//!   accept them). At most 100 headers, like Python's limit (431 page).
-//! - A negative or non-numeric `Content-Length` gets a 400 page; Python
-//!   would try to read to EOF or fail in the handler.
-//! - An HTTP/0.9 request (`GET /path` without version) is answered as
-//!   a normal request with HTTP/1.0 framing; Python answers without status
-//!   line and headers.
+//! - Framing as above. Header names are written in title case
+//!   (`Www-Authenticate`, `Content-Type`); HTTP header names are
+//!   case-insensitive, so clients do not notice.
+//! - Replies that Patroni sends as a bare status line (`HEAD`, `OPTIONS`,
+//!   `/liveness`, `/readiness`) also carry `Content-Length: 0` and `Date`.
+//! - Requests hyper cannot parse (garbage request line, HTTP/0.9, bad
+//!   header syntax, unsupported version such as `HTTP/2.0`) get hyper's
+//!   bodiless `400 Bad Request` (431 for an oversized head, 414 for a URI
+//!   over 64 KiB) and the connection is closed; Python answers an HTML error
+//!   page (505 for HTTP/2.0, a body-only page for a garbage line).
 //! - `GET /cluster`, `/config`, `/history` answer from the last published
 //!   cluster view instead of querying the DCS in the request (Python's
 //!   `/cluster` hangs while the DCS is unreachable).
 //! - TLS is rustls, not OpenSSL: see [`tls`] for what that changes
-//!   (encrypted keys, `ciphers`). The handshake must finish within
-//!   [`Limits::header_timeout`], the same bound as the request head.
+//!   (encrypted keys, `ciphers`).
 //! - `allowlist` entries must be IP addresses or CIDR networks; Python also
 //!   resolves host names.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -68,10 +86,16 @@ mod request;
 mod settings;
 pub mod tls;
 
+use request::py_repr;
 pub use request::Request;
-use request::{py_repr, read_request, Incoming};
 pub use settings::{bind_listen, split_listen, ApiSettings, IpNet, Limits, PYTHON_SERVER_HEADER};
 pub use tls::{TlsAcceptor, TlsError, TlsOptions, VerifyClient};
+
+/// A response as the server sends it.
+pub type Response = hyper::Response<Full<Bytes>>;
+
+/// hyper refuses a read buffer smaller than this.
+const MIN_BUF_SIZE: usize = 8192;
 
 /// Everything a connection handler needs.
 pub struct ApiServer {
@@ -114,6 +138,38 @@ impl ApiServer {
         }
     }
 
+    /// Serve on a thread of its own with a single-threaded runtime, so
+    /// that health checks neither wait behind the HA loop's work nor
+    /// compete with it for the runtime's workers. The thread ends (logging
+    /// why) when [`ApiServer::serve`] returns.
+    pub fn serve_on_own_thread(self: Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        // A tokio listener belongs to the runtime that made it: hand the
+        // socket over as a std one and register it again on the new runtime.
+        let listener = listener.into_std()?;
+        std::thread::Builder::new()
+            .name("patroni-api".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        log::error!(target: "patroni.api", "REST API runtime: {e}");
+                        return;
+                    }
+                };
+                let result = runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    self.serve(listener).await
+                });
+                if let Err(e) = result {
+                    log::error!(target: "patroni.api", "REST API stopped: {e}");
+                }
+            })
+            .map(|_| ())
+    }
+
     /// Re-read the TLS certificate, key and CA files (SIGHUP / reload).
     /// The listener stays; new connections use the new files. `Ok(true)`
     /// when the served certificate changed, `Ok(false)` when it did not or
@@ -142,9 +198,13 @@ impl ApiServer {
         }
     }
 
-    async fn handle_connection(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+    async fn handle_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<()> {
         let Some(tls) = &self.settings.tls else {
-            return self.exchange(stream, peer, None).await;
+            return self.serve_http(stream, peer.ip(), None).await;
         };
         let Some(loaded) = tls.current() else {
             return Ok(());
@@ -170,39 +230,88 @@ impl ApiServer {
             has_cert,
             mode: loaded.verify_client,
         };
-        self.exchange(stream, peer, Some(conn)).await
+        self.serve_http(stream, peer.ip(), Some(conn)).await
     }
 
-    /// Read one request and write its response, on plain TCP or TLS.
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        mut stream: S,
-        peer: SocketAddr,
+    /// Serve HTTP/1.x requests on one plain or TLS stream until the client
+    /// closes it, asks to, or stays silent past the header timeout.
+    async fn serve_http<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: IpAddr,
         tls: Option<ConnTls>,
-    ) -> io::Result<()> {
+    ) -> io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let limits = self.settings.limits;
-        let read = tokio::time::timeout(
-            limits.header_timeout,
-            read_request(&mut stream, limits, &self.settings.server_header),
-        )
-        .await;
-        let response = match read {
-            Err(_) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Incoming::Closed)) => return Ok(()),
-            Ok(Ok(Incoming::Reject(bytes))) => bytes,
-            Ok(Ok(Incoming::Request(req))) => self.respond_on(&req, peer.ip(), tls).await,
-        };
-        stream.write_all(&response).await?;
-        stream.shutdown().await
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_head.max(MIN_BUF_SIZE))
+            .max_header_size(limits.max_head)
+            .title_case_headers(true);
+        let server = self.clone();
+        let service = service_fn(move |req: hyper::Request<Incoming>| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.handle(req, peer, tls).await) }
+        });
+        builder
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+            .map_err(io::Error::other)
     }
 
-    /// The response bytes for one parsed request on a plain connection.
-    pub async fn respond(&self, req: &Request, peer: IpAddr) -> Vec<u8> {
+    /// One request: read its body within the limits, then answer it.
+    async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: IpAddr,
+        tls: Option<ConnTls>,
+    ) -> Response {
+        let (parts, body) = req.into_parts();
+        let mut request = Request::from_parts(&parts);
+        let w = Writer {
+            settings: &self.settings,
+            head: request.method == "HEAD",
+        };
+        // Only the modifying methods have bodies worth reading; a GET's
+        // (unusual) body is left unread and hyper closes the connection.
+        if matches!(request.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+            match self.read_body(&request, body).await {
+                Ok(bytes) => request.body = bytes,
+                Err(code) => return w.error(code, None).close(),
+            }
+        }
+        self.respond_on(&request, peer, tls).await
+    }
+
+    /// The request body, at most [`Limits::max_body`] bytes, within
+    /// [`Limits::header_timeout`]; else the error status to answer.
+    async fn read_body(&self, request: &Request, body: Incoming) -> Result<Vec<u8>, u16> {
+        let limits = self.settings.limits;
+        let declared = request
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_body as u64) {
+            return Err(413);
+        }
+        let read = Limited::new(body, limits.max_body).collect();
+        match tokio::time::timeout(limits.header_timeout, read).await {
+            Err(_) => Err(408),
+            Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(413),
+            Ok(Err(_)) => Err(400),
+        }
+    }
+
+    /// The response to one parsed request on a plain connection.
+    pub async fn respond(&self, req: &Request, peer: IpAddr) -> Response {
         self.respond_on(req, peer, None).await
     }
 
-    async fn respond_on(&self, req: &Request, peer: IpAddr, tls: Option<ConnTls>) -> Vec<u8> {
+    async fn respond_on(&self, req: &Request, peer: IpAddr, tls: Option<ConnTls>) -> Response {
         let w = Writer {
             settings: &self.settings,
             head: req.method == "HEAD",
@@ -429,10 +538,6 @@ pub fn reason(code: u16) -> (&'static str, &'static str) {
     }
 }
 
-fn http_date() -> String {
-    Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
 /// `html.escape(s, quote=False)`.
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -440,37 +545,57 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Python's `send_error` page. `version` is `None` before the request line
-/// gave a version: then only the body is written (HTTP/0.9 style).
-fn error_page(
-    version: Option<&str>,
-    server: &str,
-    code: u16,
-    message: Option<&str>,
-    head: bool,
-) -> Vec<u8> {
-    let (short, explain) = reason(code);
-    let message = message.unwrap_or(short);
-    let body = format!(
+/// The body of Python's `send_error` page.
+fn error_page(code: u16, message: &str) -> String {
+    let explain = reason(code).1;
+    format!(
         "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        <p>Error code: {code}</p>\n        <p>Message: {}.</p>\n        <p>Error code explanation: {code} - {}.</p>\n    </body>\n</html>\n",
         html_escape(message),
         html_escape(explain)
-    );
-    let mut out = Vec::new();
-    if version.is_some() {
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.0 {code} {message}\r\nServer: {server}\r\nDate: {}\r\nConnection: close\r\nContent-Type: text/html;charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-                http_date(),
-                body.len()
-            )
-            .as_bytes(),
-        );
+    )
+}
+
+/// A response with `code` and Python's reason phrase `phrase`: hyper's
+/// own phrase is replaced where the two differ (e.g. `Request Entity Too
+/// Large` for 413, or a handler's message on 501).
+fn with_status(code: u16, phrase: &str, body: Bytes) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = hyper::Response::new(Full::new(body));
+    *response.status_mut() = status;
+    if status.canonical_reason() != Some(phrase) {
+        if let Ok(custom) = hyper::ext::ReasonPhrase::try_from(phrase.as_bytes()) {
+            response.extensions_mut().insert(custom);
+        }
     }
-    if !head {
-        out.extend_from_slice(body.as_bytes());
+    response
+}
+
+/// Append a header, skipping names or values HTTP cannot carry (e.g. a
+/// configured extra header with a newline in it) rather than failing the
+/// response.
+fn push_header(response: &mut Response, name: &str, value: &str) {
+    match (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        (Ok(n), Ok(v)) => {
+            response.headers_mut().append(n, v);
+        }
+        _ => log::debug!(target: "patroni.api", "header {name:?} not sendable, skipped"),
     }
-    out
+}
+
+/// Asks hyper to close the connection after this response.
+trait CloseAfter {
+    fn close(self) -> Self;
+}
+
+impl CloseAfter for Response {
+    fn close(mut self) -> Self {
+        self.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        self
+    }
 }
 
 /// Frames responses the way Patroni's handler methods do.
@@ -480,53 +605,52 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// `_write_status_code_only`: the status line and nothing else.
-    fn status_only(&self, code: u16) -> Vec<u8> {
-        format!("HTTP/1.0 {code} {}\r\n\r\n", reason(code).0).into_bytes()
+    /// `_write_status_code_only`: the status and no headers of our own.
+    fn status_only(&self, code: u16) -> Response {
+        with_status(code, reason(code).0, Bytes::new())
     }
 
-    /// `write_response`: Server, Date, the given headers, Content-Type,
-    /// the configured extra headers, then the body until close.
+    /// `write_response`: Server, the given headers, Content-Type, then the
+    /// configured extra headers (hyper adds Date and Content-Length).
     fn text(
         &self,
         code: u16,
         content_type: &str,
         headers: &[(String, String)],
         body: &str,
-    ) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.0 {code} {}\r\nServer: {}\r\nDate: {}\r\n",
-            reason(code).0,
-            self.settings.server_header,
-            http_date()
-        );
+    ) -> Response {
+        let mut r = with_status(code, reason(code).0, Bytes::from(body.to_owned()));
+        push_header(&mut r, "Server", &self.settings.server_header);
         for (k, v) in headers {
-            out.push_str(&format!("{k}: {v}\r\n"));
+            push_header(&mut r, k, v);
         }
-        out.push_str(&format!("Content-Type: {content_type}\r\n"));
+        push_header(&mut r, "Content-Type", content_type);
         for (k, v) in &self.settings.extra_headers {
-            out.push_str(&format!("{k}: {v}\r\n"));
+            push_header(&mut r, k, v);
         }
-        out.push_str("\r\n");
-        out.push_str(body);
-        out.into_bytes()
+        r
     }
 
-    fn json(&self, code: u16, body: &str) -> Vec<u8> {
+    fn json(&self, code: u16, body: &str) -> Response {
         self.text(code, "application/json", &[], body)
     }
 
-    fn error(&self, code: u16, message: Option<&str>) -> Vec<u8> {
-        error_page(
-            Some("HTTP/1.0"),
-            &self.settings.server_header,
-            code,
-            message,
-            self.head,
-        )
+    /// Python's `send_error`: the HTML page (none for HEAD), `message` as
+    /// reason phrase and in the page, and the connection closed.
+    fn error(&self, code: u16, message: Option<&str>) -> Response {
+        let message = message.unwrap_or(reason(code).0);
+        let body = if self.head {
+            Bytes::new()
+        } else {
+            Bytes::from(error_page(code, message))
+        };
+        let mut r = with_status(code, message, body);
+        push_header(&mut r, "Server", &self.settings.server_header);
+        push_header(&mut r, "Content-Type", "text/html;charset=utf-8");
+        r.close()
     }
 
-    fn reply(&self, reply: Reply) -> Vec<u8> {
+    fn reply(&self, reply: Reply) -> Response {
         match reply {
             Reply::Text {
                 code,

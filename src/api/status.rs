@@ -8,9 +8,24 @@
 //! never waits on anything but that pointer read, so load balancers keep
 //! getting an answer (possibly a slightly stale one) whatever state the
 //! database or the DCS is in.
+//!
+//! # Bounded staleness of the PostgreSQL part
+//!
+//! The PostgreSQL part of the snapshot ([`PostgresView::query`]: role from
+//! `pg_is_in_recovery`, WAL positions, timeline, replication state) is
+//! refreshed about once a second by the daemon's probe on its own
+//! connection (`daemon::probe`, Patroni's separate REST API connection),
+//! and once per cycle by the HA loop. [`NodeStatus::pg_confirmed_at`]
+//! records when it was last confirmed by a successful query. A request
+//! treats a part older than [`PG_STALE_AFTER`] as a failed query, which is
+//! what Patroni answers when its per-request status query fails (`state`
+//! `unknown`, no `xlog`, 503 from the health checks that need a running
+//! server): a PostgreSQL that stopped answering (SIGSTOP, a hung server) is
+//! reported within the bound, while the request itself never waits.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -153,6 +168,25 @@ pub struct NodeStatus {
     /// notice that for the price of one syscall (see
     /// [`NodeStatus::checked_now`]). `None`: no check.
     pub postmaster_pid: Option<u32>,
+    /// When `postgres.query` was last confirmed by a successful query
+    /// (the HA loop's or the probe's). Past [`PG_STALE_AFTER`] the query
+    /// counts as failed. `None`: not tracked, no staleness check.
+    pub pg_confirmed_at: Option<Instant>,
+}
+
+/// How often the probe refreshes the PostgreSQL part of the snapshot.
+pub const PG_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How old a confirmed PostgreSQL part may get before requests treat it as
+/// a failed query: max(2 s, three probe intervals) = 3 s. Two probe rounds
+/// may be late or lost (a query slowed by a checkpoint, a reconnect)
+/// without a healthy node flapping, and a stuck PostgreSQL is still
+/// reported well inside one HAProxy check cycle (`inter 3s fall 3`).
+pub const PG_STALE_AFTER: Duration = Duration::from_secs(3);
+
+/// Whether a PostgreSQL part confirmed at `confirmed` is too old at `now`.
+pub fn pg_part_stale(confirmed: Option<Instant>, now: Instant) -> bool {
+    confirmed.is_some_and(|t| now.saturating_duration_since(t) > PG_STALE_AFTER)
 }
 
 impl NodeStatus {
@@ -187,23 +221,34 @@ impl NodeStatus {
             ttl: 30,
             member_ips: Vec::new(),
             postmaster_pid: None,
+            pg_confirmed_at: None,
         }
     }
 
     /// The snapshot as a request should see it now: when the postmaster
-    /// the HA loop last queried has died since, the query results are
-    /// dropped, as Patroni's per-request query would have failed (`state`
-    /// then reads `unknown`, the body shrinks to state and role, and the
-    /// health checks that need a running server answer 503).
+    /// last queried has died since, or the PostgreSQL part has not been
+    /// confirmed for [`PG_STALE_AFTER`], the query results are dropped, as
+    /// Patroni's per-request query would have failed (`state` then reads
+    /// `unknown`, the body shrinks to state and role, and the health
+    /// checks that need a running server answer 503).
     pub fn checked_now(self: Arc<Self>) -> Arc<NodeStatus> {
-        match self.postmaster_pid {
-            Some(pid) if self.postgres.query.is_some() && !process_alive(pid) => {
-                let mut s = NodeStatus::clone(&self);
-                s.postgres.query = None;
-                Arc::new(s)
-            }
-            _ => self,
+        self.checked_at(Instant::now())
+    }
+
+    /// [`NodeStatus::checked_now`] at a given instant.
+    pub fn checked_at(self: Arc<Self>, now: Instant) -> Arc<NodeStatus> {
+        if self.postgres.query.is_none() {
+            return self;
         }
+        let dead = self
+            .postmaster_pid
+            .is_some_and(|pid| !alive_recently(pid, now));
+        if dead || pg_part_stale(self.pg_confirmed_at, now) {
+            let mut s = NodeStatus::clone(&self);
+            s.postgres.query = None;
+            return Arc::new(s);
+        }
+        self
     }
 
     /// The cluster view when it is still valid (Python's `dcs.cluster`).
@@ -426,6 +471,49 @@ impl StatusReader {
     }
 }
 
+/// How long an "alive" verdict of [`process_alive`] is reused. The check
+/// costs a signal and a procfs read, which at thousands of requests per
+/// second is a good part of a request; a postmaster's death is still seen
+/// within this bound.
+const ALIVE_REUSE: Duration = Duration::from_millis(50);
+
+/// The last "alive" verdict in one atomic word: the pid in the high half,
+/// 1 + milliseconds since a process-wide origin (wrapping) in the low half;
+/// 0 means none.
+static ALIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn millis_since_origin(t: Instant) -> u32 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    // Truncation is the point: the low half wraps every 49 days, and only
+    // differences of a few milliseconds are compared.
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = t.saturating_duration_since(origin).as_millis() as u32;
+    ms
+}
+
+/// [`process_alive`], reusing an "alive" verdict for the same pid taken
+/// less than [`ALIVE_REUSE`] before `now`. A "dead" verdict is never
+/// reused: it is rechecked (and a new postmaster may have the pid later).
+fn alive_recently(pid: u32, now: Instant) -> bool {
+    use std::sync::atomic::Ordering;
+    let now_ms = millis_since_origin(now).wrapping_add(1);
+    let last = ALIVE.load(Ordering::Acquire);
+    let (last_pid, last_ms) = ((last >> 32) as u32, last as u32);
+    let reuse_ms = u32::try_from(ALIVE_REUSE.as_millis()).unwrap_or(0);
+    if last_ms != 0 && last_pid == pid && now_ms.wrapping_sub(last_ms) < reuse_ms {
+        return true;
+    }
+    let alive = process_alive(pid);
+    if alive {
+        ALIVE.store(
+            (u64::from(pid) << 32) | u64::from(now_ms.max(1)),
+            Ordering::Release,
+        );
+    }
+    alive
+}
+
 /// Whether process `pid` exists and is not a zombie (a killed postmaster
 /// stays a zombie until the daemon reaps it).
 fn process_alive(pid: u32) -> bool {
@@ -452,8 +540,9 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// The HA loop's side: publish a new snapshot after every change.
-#[derive(Debug)]
+/// The HA loop's side: publish a new snapshot after every change. A clone
+/// publishes into the same channel (the probe holds one).
+#[derive(Debug, Clone)]
 pub struct StatusPublisher {
     tx: watch::Sender<Arc<NodeStatus>>,
 }
@@ -465,8 +554,48 @@ impl StatusPublisher {
         (StatusPublisher { tx }, StatusReader { rx })
     }
 
-    pub fn publish(&self, status: NodeStatus) {
-        self.tx.send_replace(Arc::new(status));
+    /// Replace the snapshot. When the one published now carries an older
+    /// PostgreSQL confirmation than the current one (the probe confirmed
+    /// after the HA loop's query) for the same running postmaster, the
+    /// newer PostgreSQL part is kept.
+    pub fn publish(&self, mut status: NodeStatus) {
+        self.tx.send_modify(|current| {
+            let newer = match (current.pg_confirmed_at, status.pg_confirmed_at) {
+                (Some(probe), Some(ha)) => probe > ha,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if newer
+                && current.postgres.query.is_some()
+                && current.postmaster_pid.is_some()
+                && current.postmaster_pid == status.postmaster_pid
+                && status.postgres.state == "running"
+            {
+                status.postgres.query = current.postgres.query.clone();
+                status.pg_confirmed_at = current.pg_confirmed_at;
+            }
+            *current = Arc::new(status);
+        });
+    }
+
+    /// The probe's side: PostgreSQL answered `query` at `at`, asked through
+    /// a connection to the postmaster `pid`. Applied only while the
+    /// published snapshot still describes that postmaster as running (the
+    /// HA loop owns the state; a stop or restart in between wins). Returns
+    /// whether the snapshot changed.
+    pub fn confirm_query(&self, pid: u32, query: PgQuery, at: Instant) -> bool {
+        self.tx.send_if_modified(|current| {
+            let applies = current.postmaster_pid == Some(pid)
+                && current.postgres.state == "running"
+                && current.pg_confirmed_at.is_none_or(|t| t < at);
+            if applies {
+                let mut s = NodeStatus::clone(current);
+                s.postgres.query = Some(query);
+                s.pg_confirmed_at = Some(at);
+                *current = Arc::new(s);
+            }
+            applies
+        })
     }
 
     /// A new reader, e.g. for another consumer.
@@ -592,6 +721,9 @@ mod tests {
 
     #[test]
     fn a_dead_postmaster_turns_the_snapshot_into_a_failed_query() {
+        let _turn = REAL_PIDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut s = with_config("{}");
         s.postgres = PostgresView {
             state: "running".into(),
@@ -627,6 +759,121 @@ mod tests {
         );
         assert!(process_alive(std::process::id()));
         assert!(!process_alive(0));
+    }
+
+    /// The liveness cache is process-wide: tests that use real pids take
+    /// turns.
+    static REAL_PIDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn alive_verdicts_are_reused_briefly_and_dead_ones_never() {
+        let _turn = REAL_PIDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let t0 = Instant::now();
+        assert!(alive_recently(pid, t0));
+        child.kill().expect("kill");
+        let _ = child.wait();
+        // Within the reuse window the earlier verdict stands...
+        assert!(alive_recently(pid, t0 + ALIVE_REUSE / 2));
+        // ...past it the process is checked again.
+        assert!(!alive_recently(pid, t0 + ALIVE_REUSE * 2));
+        assert!(!alive_recently(pid, t0 + ALIVE_REUSE * 2));
+        // Another pid never reuses a verdict.
+        assert!(!alive_recently(0, t0));
+    }
+
+    fn running_primary(location: i64) -> PgQuery {
+        PgQuery {
+            xlog: Some(Xlog::Primary { location }),
+            timeline: Some(1),
+            ..PgQuery::default()
+        }
+    }
+
+    #[test]
+    fn a_pg_part_older_than_the_bound_reads_as_a_failed_query() {
+        let t0 = Instant::now();
+        let mut s = with_config("{}");
+        s.postgres.query = Some(running_primary(7));
+        s.pg_confirmed_at = Some(t0);
+        let s = Arc::new(s);
+        // Just inside the bound: the query stands.
+        let fresh = s.clone().checked_at(t0 + PG_STALE_AFTER);
+        assert_eq!(fresh.reported_state(), "running");
+        assert_eq!(fresh.reported_role(), "primary");
+        // Past it: what Patroni answers when its status query fails.
+        let stale = s
+            .clone()
+            .checked_at(t0 + PG_STALE_AFTER + Duration::from_millis(1));
+        assert_eq!(stale.reported_state(), "unknown");
+        assert_eq!(stale.reported_role(), "replica");
+        assert!(stale.postgres.query.is_none());
+        // An instant before the confirmation (clock read earlier) is fresh.
+        assert!(s.clone().checked_at(t0).postgres.query.is_some());
+        // Untracked parts (no confirmation time) never go stale.
+        let mut untracked = NodeStatus::clone(&s);
+        untracked.pg_confirmed_at = None;
+        let far = t0 + Duration::from_secs(3600);
+        assert!(Arc::new(untracked).checked_at(far).postgres.query.is_some());
+        assert!(PG_STALE_AFTER >= Duration::from_secs(2));
+        assert!(PG_STALE_AFTER >= 2 * PG_PROBE_INTERVAL);
+    }
+
+    fn running(pid: u32, query: Option<PgQuery>, at: Option<Instant>) -> NodeStatus {
+        let mut s = NodeStatus::new("demo", "n");
+        s.postgres.state = "running".into();
+        s.postgres.role = "primary".into();
+        s.postgres.query = query;
+        s.postmaster_pid = Some(pid);
+        s.pg_confirmed_at = at;
+        s
+    }
+
+    #[test]
+    fn probe_confirmations_and_ha_publications_merge_by_age() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(1500);
+        let (publisher, reader) =
+            StatusPublisher::new(running(42, Some(running_primary(1)), Some(t0)));
+        let probe = publisher.clone();
+        // The probe's newer answer replaces the PostgreSQL part.
+        assert!(probe.confirm_query(42, running_primary(2), later));
+        assert_eq!(reader.current().postgres.query, Some(running_primary(2)));
+        assert_eq!(reader.current().pg_confirmed_at, Some(later));
+        // An answer older than the published one, or from another
+        // postmaster, is ignored.
+        assert!(!probe.confirm_query(42, running_primary(0), t0));
+        assert!(!probe.confirm_query(43, running_primary(9), later + PG_PROBE_INTERVAL));
+        assert_eq!(reader.current().postgres.query, Some(running_primary(2)));
+        // The HA loop publishes its older query: the probe's part stays,
+        // everything else is the HA loop's.
+        let mut from_ha = running(42, Some(running_primary(1)), Some(t0));
+        from_ha.is_leader = true;
+        publisher.publish(from_ha);
+        assert!(reader.current().is_leader);
+        assert_eq!(reader.current().postgres.query, Some(running_primary(2)));
+        // A newer HA query wins.
+        let newest = later + PG_PROBE_INTERVAL;
+        publisher.publish(running(42, Some(running_primary(3)), Some(newest)));
+        assert_eq!(reader.current().postgres.query, Some(running_primary(3)));
+        // A stopped PostgreSQL: the HA loop's state wins, and the probe
+        // cannot bring the query back.
+        let mut stopped = running(42, None, None);
+        stopped.postgres.state = "stopping".into();
+        publisher.publish(stopped);
+        assert!(reader.current().postgres.query.is_none());
+        assert!(!probe.confirm_query(42, running_primary(4), newest + PG_PROBE_INTERVAL));
+        assert!(reader.current().postgres.query.is_none());
+        // A new postmaster: the old probe part is not carried over.
+        publisher.publish(running(42, Some(running_primary(5)), Some(newest)));
+        publisher.publish(running(77, None, None));
+        assert!(reader.current().postgres.query.is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::api::status::{PgQuery, Xlog};
+use crate::api::status::PgQuery;
 use crate::config::Value;
 use crate::ha::decide::LocalPg;
 use crate::model::Cluster;
@@ -57,6 +57,8 @@ pub struct LocalPostgres {
     pub following: Option<String>,
     /// The last successful monitoring query.
     pub last_info: Option<ClusterInfo>,
+    /// When `last_info` was taken (the REST snapshot's staleness clock).
+    pub last_info_at: Option<std::time::Instant>,
     /// The `postgres` binary's version (150018), read once.
     binary_version: Option<i64>,
     /// The command line of the last rendered start.
@@ -119,6 +121,7 @@ impl LocalPostgres {
             role: "uninitialized".to_owned(),
             following: None,
             last_info: None,
+            last_info_at: None,
             binary_version: None,
             argv: Vec::new(),
             crash_recovery_started: false,
@@ -279,6 +282,7 @@ impl LocalPostgres {
             }
         }
         self.last_info = info.clone();
+        self.last_info_at = info.as_ref().map(|_| std::time::Instant::now());
         let inspected = self.inspect_data_directory();
         let data_directory_empty = matches!(inspected, Ok(true));
         let cluster_state = if running || data_directory_empty {
@@ -315,40 +319,7 @@ impl LocalPostgres {
 
     /// The status-query part of the REST status, from the last observation.
     pub fn pg_query(&self) -> Option<PgQuery> {
-        let i = self.last_info.as_ref()?;
-        let xlog = if i.is_in_recovery {
-            Xlog::Replica {
-                received_location: i.received_location().unwrap_or(0),
-                replayed_location: i.replay_lsn.unwrap_or(0),
-                replayed_timestamp: i
-                    .last_xact_replay_timestamp
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()),
-                paused: i.replay_paused,
-            }
-        } else {
-            Xlog::Primary {
-                location: i.wal_flush_lsn.unwrap_or(0),
-            }
-        };
-        Some(PgQuery {
-            postmaster_start_time: Some(
-                i.postmaster_start_time
-                    .format("%Y-%m-%d %H:%M:%S%.6f%:z")
-                    .to_string(),
-            ),
-            server_version: Some(i64::from(i.server_version)),
-            xlog: Some(xlog),
-            timeline: i.current_timeline(),
-            latest_end_lsn: None,
-            replication_state: i.is_in_recovery.then(|| {
-                if i.receiver_status.as_deref() == Some("streaming") {
-                    "streaming".to_owned()
-                } else {
-                    "in archive recovery".to_owned()
-                }
-            }),
-            replication: None,
-        })
+        self.last_info.as_ref().map(super::probe::pg_query_of)
     }
 
     /// Write every file PostgreSQL needs for a start as `role` streaming

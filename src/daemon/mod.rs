@@ -5,6 +5,7 @@
 //! - [`local`]: the local PostgreSQL (files, postmaster, monitoring query).
 //! - [`cycle`]: one HA cycle: observe, ask [`crate::ha::decide`], execute.
 //! - [`peers`]: other members' REST status for the leader race.
+//! - [`probe`]: refreshes the REST status's PostgreSQL part every second.
 //! - [`slots`]: the primary's physical slots for members.
 //! - [`history`]: the `/history` key and timeline divergence.
 //! - `leader`: the leader's per-cycle duties (slots, `/status`, `/history`).
@@ -38,6 +39,7 @@ mod leader;
 pub mod local;
 pub mod node;
 pub mod peers;
+pub mod probe;
 mod provision;
 pub mod requests;
 pub mod slots;
@@ -85,6 +87,8 @@ pub struct Daemon {
     disable_sync: bool,
     /// Member slots the leader keeps after their member left.
     retain_slots: slots::RetainSlots,
+    /// Refreshes the REST status's PostgreSQL part between cycles.
+    probe: probe::Probe,
 }
 
 /// Why the daemon could not start.
@@ -163,6 +167,8 @@ impl Daemon {
         // The API checks this pid on every request, so a postmaster that
         // died since the last cycle is reported at once.
         s.postmaster_pid = self.pg.postmaster_pid().and_then(|p| u32::try_from(p).ok());
+        s.pg_confirmed_at = self.pg.last_info_at;
+        self.probe.follow(self.pg.monitor.params());
         s.cluster = self.cluster.clone();
         s.cluster_valid = self.cluster_valid;
         s.dcs_last_seen = self.dcs_last_seen;
@@ -263,12 +269,9 @@ async fn start_api(
         status: publisher.reader(),
         commands,
     });
-    tokio::spawn(async move {
-        if let Err(e) = server.serve(listener).await {
-            log::error!(target: "patroni.api", "REST API stopped: {e}");
-        }
-    });
-    Ok(())
+    server
+        .serve_on_own_thread(listener)
+        .map_err(|source| StartupError::Listen { listen, source })
 }
 
 /// Run the daemon until a stop signal; returns the process exit status.
@@ -314,6 +317,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         requests: requests_tx,
     });
     let cfg_data_dir = cfg.data_dir.clone();
+    let (probe_params, probe_publisher) = (pg.monitor.params().clone(), publisher.clone());
     let mut daemon = Daemon {
         config,
         cfg,
@@ -336,6 +340,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         sync_tracker: Default::default(),
         disable_sync: false,
         retain_slots: Default::default(),
+        probe: probe::Probe::start(&probe_params, probe_publisher),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;

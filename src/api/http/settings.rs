@@ -15,9 +15,16 @@ use crate::api::commands::PollTiming;
 /// Resource limits of the server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Request line plus headers, bytes (431 beyond).
     pub max_head: usize,
+    /// Request body, bytes (413 beyond).
     pub max_body: usize,
+    /// Time for the request head, and again for the body; also how long a
+    /// kept-alive connection may stay idle, and the TLS handshake bound.
     pub header_timeout: Duration,
+    /// Connections served at once. Idle kept-alive connections count, so
+    /// this is sized for load balancers that keep one connection per
+    /// check worker; each costs a task and two small buffers.
     pub max_connections: usize,
 }
 
@@ -27,7 +34,7 @@ impl Default for Limits {
             max_head: 64 * 1024,
             max_body: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
-            max_connections: 128,
+            max_connections: 1024,
         }
     }
 }
