@@ -285,9 +285,11 @@ impl Etcd3 {
         }
     }
 
-    fn cache_delete(&self, key: &str) {
+    /// Record our own successful delete at `revision` (see
+    /// [`Cache::delete`]).
+    fn cache_delete(&self, key: &str, revision: i64) {
         if let (Some(rel), Ok(mut c)) = (self.paths.relative(key), self.cache.lock()) {
-            c.kvs.remove(rel);
+            c.delete(rel, revision);
         }
     }
 
@@ -337,33 +339,38 @@ impl Etcd3 {
 
     async fn delete(&self, key: String, version: Option<i64>, prefix: bool) -> DcsResult<()> {
         let k = key.clone();
-        self.retry("delete", move |mut c| {
-            let k = k.clone();
-            async move {
-                let opts = prefix.then(|| DeleteOptions::new().with_prefix());
-                match version {
-                    None => c.delete(k, opts).await.map(|_| ()).map_err(classify),
-                    Some(ver) => {
-                        let txn = Txn::new()
-                            .when([Compare::mod_revision(k.clone(), CompareOp::Equal, ver)])
-                            .and_then([TxnOp::delete(k, opts)]);
-                        let resp = c.txn(txn).await.map_err(classify)?;
-                        if resp.succeeded() {
-                            Ok(())
-                        } else {
-                            Err(DcsError::CasFailed)
+        let revision = self
+            .retry("delete", move |mut c| {
+                let k = k.clone();
+                async move {
+                    let opts = prefix.then(|| DeleteOptions::new().with_prefix());
+                    match version {
+                        None => c
+                            .delete(k, opts)
+                            .await
+                            .map(|r| r.header().map_or(0, |h| h.revision()))
+                            .map_err(classify),
+                        Some(ver) => {
+                            let txn = Txn::new()
+                                .when([Compare::mod_revision(k.clone(), CompareOp::Equal, ver)])
+                                .and_then([TxnOp::delete(k, opts)]);
+                            let resp = c.txn(txn).await.map_err(classify)?;
+                            if resp.succeeded() {
+                                Ok(resp.header().map_or(0, |h| h.revision()))
+                            } else {
+                                Err(DcsError::CasFailed)
+                            }
                         }
                     }
                 }
-            }
-        })
-        .await?;
+            })
+            .await?;
         if prefix {
             if let Ok(mut c) = self.cache.lock() {
                 c.kvs.clear();
             }
         } else {
-            self.cache_delete(&key);
+            self.cache_delete(&key, revision);
         }
         Ok(())
     }
@@ -531,21 +538,27 @@ impl Dcs for Etcd3 {
         let key = self.paths.leader();
         let name = self.paths.name().to_owned();
         let (k, n) = (key.clone(), name);
-        let ok = self
+        let deleted_at = self
             .retry("delete_leader", move |mut c| {
                 let (k, n) = (k.clone(), n.clone());
                 async move {
                     let txn = Txn::new()
                         .when([Compare::value(k.clone(), CompareOp::Equal, n)])
                         .and_then([TxnOp::delete(k, None)]);
-                    c.txn(txn).await.map(|r| r.succeeded()).map_err(classify)
+                    c.txn(txn)
+                        .await
+                        .map(|r| {
+                            r.succeeded()
+                                .then(|| r.header().map_or(0, |h| h.revision()))
+                        })
+                        .map_err(classify)
                 }
             })
             .await?;
-        if ok {
-            self.cache_delete(&key);
+        if let Some(revision) = deleted_at {
+            self.cache_delete(&key, revision);
         }
-        Ok(ok)
+        Ok(deleted_at.is_some())
     }
 
     async fn touch_member(&self, cluster: Option<&Cluster>, value: &str) -> DcsResult<()> {

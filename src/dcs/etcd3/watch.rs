@@ -65,6 +65,20 @@ impl Cache {
             self.kvs.insert(rel.to_owned(), kv);
         }
     }
+
+    /// Record our own successful delete at `revision`: the key goes unless
+    /// the watch already brought a newer write of it (another member's
+    /// new leader key must not vanish from our view because our delete of
+    /// the old one was answered after the event arrived).
+    pub fn delete(&mut self, rel: &str, revision: i64) {
+        if self
+            .kvs
+            .get(rel)
+            .is_some_and(|old| old.mod_revision < revision)
+        {
+            self.kvs.remove(rel);
+        }
+    }
 }
 
 /// The cluster snapshot for a set of keys; leases become member/leader
@@ -195,7 +209,24 @@ pub(super) fn should_wake(
 
 #[cfg(test)]
 mod tests {
-    use super::should_wake;
+    use super::{should_wake, Cache};
+
+    #[test]
+    fn our_late_delete_keeps_a_newer_key_from_the_watch() {
+        let mut c = Cache {
+            kvs: Default::default(),
+            ready: true,
+        };
+        c.put("leader", "n1", 10, 7);
+        // The watch brought n2's new leader key (revision 12) before the
+        // answer to our delete of n1's (revision 11) arrived.
+        c.put("leader", "n2", 12, 8);
+        c.delete("leader", 11);
+        assert_eq!(c.kvs.get("leader").map(|kv| kv.value.as_str()), Some("n2"));
+        // A delete newer than what we hold removes it.
+        c.delete("leader", 13);
+        assert!(!c.kvs.contains_key("leader"));
+    }
 
     #[test]
     fn wake_rules() {
