@@ -81,6 +81,13 @@ impl Daemon {
             }
         }
         let pg = self.pg.observe(self.sysid.clone()).await;
+        if self.pg.query_failed && self.pg.state == "running" && !pg.starting {
+            // A running PostgreSQL that does not answer decides nothing:
+            // not "stopped", not "crashed" (Patroni's answer too). The key
+            // is not refreshed meanwhile, so a hung primary loses it after
+            // ttl and the fence stops it.
+            return "Error communicating with PostgreSQL. Will try again later".to_owned();
+        }
         self.pg.start_failed = false;
         if self.cfg.ha.paused && !pg.running && self.pg.state == "crashed" {
             // Paused: nobody restarts it, Patroni reports it stopped.

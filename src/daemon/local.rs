@@ -83,6 +83,9 @@ pub struct LocalPostgres {
     pub block_callbacks: bool,
     /// Synchronous mode is on: `Some(synchronous_mode_strict)`.
     pub sync_mode: Option<bool>,
+    /// The last observation found the postmaster alive but the monitoring
+    /// query failed.
+    pub query_failed: bool,
     /// The `synchronous_standby_names` this daemon maintains in synchronous
     /// mode (`None`: none, or `*` for a strict primary).
     pub ssn: Option<String>,
@@ -134,6 +137,7 @@ impl LocalPostgres {
             pending_restart_reason: serde_json::Map::new(),
             sync_mode: None,
             ssn: None,
+            query_failed: false,
         })
     }
 
@@ -263,6 +267,8 @@ impl LocalPostgres {
         } else {
             None
         };
+        // The postmaster is there but did not answer (hung, overloaded).
+        self.query_failed = running && info.is_none();
         if running && self.state != "starting" {
             self.state = "running".to_owned();
         } else if !running && self.state == "running" {
