@@ -42,6 +42,10 @@ impl CachedKv {
 pub(super) struct Cache {
     pub kvs: BTreeMap<String, CachedKv>,
     pub ready: bool,
+    /// Our own writes and deletes (with their revisions) made while the
+    /// watch was (re)loading: the loaded snapshot may predate them.
+    pending_puts: BTreeMap<String, CachedKv>,
+    pending_deletes: BTreeMap<String, i64>,
 }
 
 impl Cache {
@@ -50,6 +54,18 @@ impl Cache {
     /// newer one.
     pub fn put(&mut self, rel: &str, value: &str, revision: i64, lease: i64) {
         if !self.ready {
+            let kv = CachedKv {
+                value: value.to_owned(),
+                mod_revision: revision,
+                lease,
+            };
+            if self
+                .pending_puts
+                .get(rel)
+                .is_none_or(|old| old.mod_revision < revision)
+            {
+                self.pending_puts.insert(rel.to_owned(), kv);
+            }
             return;
         }
         if self
@@ -71,6 +87,14 @@ impl Cache {
     /// new leader key must not vanish from our view because our delete of
     /// the old one was answered after the event arrived).
     pub fn delete(&mut self, rel: &str, revision: i64) {
+        if !self.ready {
+            let at = self
+                .pending_deletes
+                .entry(rel.to_owned())
+                .or_insert(revision);
+            *at = (*at).max(revision);
+            return;
+        }
         if self
             .kvs
             .get(rel)
@@ -78,6 +102,32 @@ impl Cache {
         {
             self.kvs.remove(rel);
         }
+    }
+
+    /// Take the prefix as loaded at `revision`, replay our own writes and
+    /// deletes that came after it, and serve snapshots from now on.
+    pub fn install(&mut self, kvs: BTreeMap<String, CachedKv>, revision: i64) {
+        self.kvs = kvs;
+        self.ready = true;
+        let mut changes: Vec<(i64, String, Option<CachedKv>)> = Vec::new();
+        for (rel, kv) in std::mem::take(&mut self.pending_puts) {
+            changes.push((kv.mod_revision, rel, Some(kv)));
+        }
+        for (rel, at) in std::mem::take(&mut self.pending_deletes) {
+            changes.push((at, rel, None));
+        }
+        changes.sort_by_key(|(at, _, _)| *at);
+        for (at, rel, kv) in changes.into_iter().filter(|(at, _, _)| *at > revision) {
+            match kv {
+                Some(kv) => self.put(&rel, &kv.value, at, kv.lease),
+                None => self.delete(&rel, at),
+            }
+        }
+    }
+
+    /// The watch stopped: writes are remembered until it loads again.
+    pub fn suspend(&mut self) {
+        self.ready = false;
     }
 }
 
@@ -118,12 +168,12 @@ pub(super) async fn watch_loop(
                 let Ok(mut guard) = cache.lock() else {
                     return Ok(());
                 };
-                guard.kvs = resp
+                let kvs = resp
                     .kvs()
                     .iter()
                     .filter_map(|kv| CachedKv::from_kv(kv, &paths))
                     .collect();
-                guard.ready = true;
+                guard.install(kvs, revision);
             }
             let opts = WatchOptions::new()
                 .with_prefix()
@@ -176,7 +226,7 @@ pub(super) async fn watch_loop(
         }
         .await;
         if let Ok(mut guard) = cache.lock() {
-            guard.ready = false;
+            guard.suspend();
         }
         if result.is_err() {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -213,10 +263,8 @@ mod tests {
 
     #[test]
     fn our_late_delete_keeps_a_newer_key_from_the_watch() {
-        let mut c = Cache {
-            kvs: Default::default(),
-            ready: true,
-        };
+        let mut c = Cache::default();
+        c.install(Default::default(), 0);
         c.put("leader", "n1", 10, 7);
         // The watch brought n2's new leader key (revision 12) before the
         // answer to our delete of n1's (revision 11) arrived.
@@ -226,6 +274,39 @@ mod tests {
         // A delete newer than what we hold removes it.
         c.delete("leader", 13);
         assert!(!c.kvs.contains_key("leader"));
+    }
+
+    #[test]
+    fn own_writes_during_a_reload_survive_an_older_snapshot() {
+        let mut c = Cache::default();
+        // The watch is loading the prefix at revision 20 while we write.
+        c.put("config", "{\"ttl\":30}", 21, 0);
+        c.put("failover", "{}", 19, 0);
+        c.delete("sync", 22);
+        let mut loaded = std::collections::BTreeMap::new();
+        for (k, v, at) in [("failover", "{\"a\":1}", 20), ("sync", "{}", 18)] {
+            loaded.insert(
+                k.to_owned(),
+                super::CachedKv {
+                    value: v.into(),
+                    mod_revision: at,
+                    lease: 0,
+                },
+            );
+        }
+        c.install(loaded, 20);
+        assert!(c.ready);
+        assert_eq!(
+            c.kvs.get("config").map(|kv| kv.mod_revision),
+            Some(21),
+            "our newer write"
+        );
+        assert_eq!(
+            c.kvs.get("failover").map(|kv| kv.value.as_str()),
+            Some("{\"a\":1}"),
+            "snapshot newer"
+        );
+        assert!(!c.kvs.contains_key("sync"), "our newer delete");
     }
 
     #[test]
