@@ -203,6 +203,11 @@ impl Daemon {
         }
         self.is_leader = true;
         self.lease_renewed(started);
+        // What we just wrote (`/config` above all) is what the REST API
+        // must answer from at once, as Patroni reloads the cluster here.
+        if let Err(e) = self.load_cluster().await {
+            log::warn!(target: "patroni.ha", "cannot read the new cluster back: {e}");
+        }
         Ok(())
     }
 
