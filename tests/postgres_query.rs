@@ -176,6 +176,36 @@ async fn primary_replica_pause_and_reconnect() {
         "conninfo {conninfo:?}"
     );
     assert!(caught_up.last_operation().is_some_and(|l| l >= target));
+    // The receiver's view of the primary, and the state the REST API shows.
+    assert!(
+        caught_up.latest_end_lsn.is_some_and(|l| l > 0),
+        "{caught_up:?}"
+    );
+    assert_eq!(caught_up.replication_state(), Some("streaming"));
+    assert_eq!(caught_up.restore_command.as_deref(), Some(""));
+    assert!(caught_up.replication.is_empty());
+    // The primary lists its one WAL sender with Patroni's fields, in order.
+    let senders = pmon.cluster_info().await.expect("primary").replication;
+    assert_eq!(senders.len(), 1, "{senders:?}");
+    let keys: Vec<&str> = senders[0]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        [
+            "usename",
+            "application_name",
+            "client_addr",
+            "state",
+            "sync_state",
+            "sync_priority"
+        ]
+    );
+    assert_eq!(senders[0]["usename"], "postgres");
+    assert_eq!(senders[0]["state"], "streaming");
+    assert_eq!(senders[0]["sync_state"], "async");
+    assert_eq!(senders[0]["sync_priority"], 0);
 
     // Paused replay: reported, and replay stops while receiving goes on.
     let radmin = replica.client().await;

@@ -99,9 +99,27 @@ def test_leader_names_one_sync_standby(cluster: Cluster) -> None:
     assert ssn(primary) == quoted(standby)
     wait_for(lambda: f"{standby}:sync" in sync_rows(primary), 30, f"{standby} reported sync by PostgreSQL")
     # The REST API agrees: /sync answers 200 on the standby, 503 elsewhere.
+    # (Python Patroni's view of /sync may trail the key by a watch event.)
+    def sync_codes() -> Optional[dict]:
+        codes = {n.name: harness.http_status(n.api_url + "/sync") for n in cluster.nodes}
+        return codes if all(c == (200 if m == standby else 503) for m, c in codes.items()) else None
+    wait_for(sync_codes, 10, f"/sync to answer 200 on {standby} only", check=cluster.check_running)
+    # GET /patroni on the primary lists one row per WAL sender, as
+    # PostgreSQL's pg_stat_replication reports it.
+    def replication() -> Optional[dict]:
+        rows = harness.http_json(primary.api_url + "/patroni").get("replication", [])
+        by_name = {r["application_name"]: r for r in rows}
+        return by_name if len(by_name) == len(cluster.nodes) - 1 else None
+    rows = wait_for(replication, 30, "/patroni to list both WAL senders", check=cluster.check_running)
     for n in cluster.nodes:
-        code = harness.http_status(n.api_url + "/sync")
-        assert code == (200 if n.name == standby else 503), (n.name, code)
+        if n.name == name:
+            continue
+        row = rows[n.name]
+        assert list(row) == ["usename", "application_name", "client_addr", "state", "sync_state",
+                             "sync_priority"], row
+        assert row["usename"] == harness.REPLICATION[0] and row["state"] == "streaming", row
+        assert (row["sync_state"], row["sync_priority"]) == (("sync", 1) if n.name == standby else ("async", 0)), row
+    assert harness.http_json(cluster.node(standby).api_url + "/patroni").get("sync_standby") is True
     primary.psql("CREATE TABLE e2e_sync (id int PRIMARY KEY)")
     cluster.rows = insert(primary, 1, 100)
 

@@ -597,13 +597,7 @@ impl Daemon {
             xlog_location: pg.wal_position,
             replay_lsn: i.is_in_recovery.then_some(i.replay_lsn).flatten(),
             receive_lsn: i.is_in_recovery.then(|| i.received_location()).flatten(),
-            replication_state: i.is_in_recovery.then(|| {
-                if i.receiver_status.as_deref() == Some("streaming") {
-                    "streaming".to_owned()
-                } else {
-                    "in archive recovery".to_owned()
-                }
-            }),
+            replication_state: i.replication_state().map(str::to_owned),
         });
         let status = MemberStatus {
             conn_url: self.cfg.conn_url.clone(),

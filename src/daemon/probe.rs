@@ -142,15 +142,9 @@ pub fn pg_query_of(i: &ClusterInfo) -> PgQuery {
         server_version: Some(i64::from(i.server_version)),
         xlog: Some(xlog),
         timeline: i.current_timeline(),
-        latest_end_lsn: None,
-        replication_state: i.is_in_recovery.then(|| {
-            if i.receiver_status.as_deref() == Some("streaming") {
-                "streaming".to_owned()
-            } else {
-                "in archive recovery".to_owned()
-            }
-        }),
-        replication: None,
+        latest_end_lsn: i.latest_end_lsn,
+        replication_state: i.replication_state().map(str::to_owned),
+        replication: Some(i.replication.clone()),
     }
 }
 
@@ -176,6 +170,13 @@ mod tests {
             postmaster_start_time: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456)
                 .unwrap_or_default(),
             server_version: 150020,
+            latest_end_lsn: in_recovery.then_some(970),
+            restore_command: Some(String::new()),
+            replication: if in_recovery {
+                Vec::new()
+            } else {
+                vec![serde_json::json!({"usename": "replicator", "application_name": "node1"})]
+            },
         }
     }
 
@@ -201,6 +202,28 @@ mod tests {
         );
         assert_eq!(r.timeline, Some(2));
         assert_eq!(r.replication_state.as_deref(), Some("streaming"));
+        assert_eq!(r.latest_end_lsn, Some(970));
+        assert_eq!(p.latest_end_lsn, None);
+        let rows = p.replication.unwrap_or_default();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["application_name"], "node1");
+    }
+
+    #[test]
+    fn a_replica_without_receiver_is_in_archive_recovery_only_with_a_restore_command() {
+        let mut i = info(true);
+        i.receiver_status = None;
+        assert_eq!(pg_query_of(&i).replication_state, None);
+        i.restore_command = Some("cp /archive/%f %p".into());
+        assert_eq!(
+            pg_query_of(&i).replication_state.as_deref(),
+            Some("in archive recovery")
+        );
+        i.receiver_status = Some("streaming".into());
+        assert_eq!(
+            pg_query_of(&i).replication_state.as_deref(),
+            Some("streaming")
+        );
     }
 
     #[test]

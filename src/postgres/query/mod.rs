@@ -96,6 +96,17 @@ pub struct ClusterInfo {
     pub receiver_status: Option<String>,
     pub postmaster_start_time: DateTime<Utc>,
     pub server_version: i32,
+    /// The WAL receiver's `latest_end_lsn`: the primary's position as last
+    /// reported to this replica (the REST API's fallback for the leader's
+    /// optime when the DCS view is missing).
+    pub latest_end_lsn: Option<i64>,
+    /// The `restore_command` setting (PG 12+; empty when unset): a replica
+    /// that is not streaming is "in archive recovery" only with one.
+    pub restore_command: Option<String>,
+    /// One row per WAL sender, in sender order: `usename`,
+    /// `application_name`, `client_addr`, `state`, `sync_state`,
+    /// `sync_priority`, as the REST API's `replication` list shows them.
+    pub replication: Vec<serde_json::Value>,
 }
 
 impl ClusterInfo {
@@ -105,6 +116,25 @@ impl ClusterInfo {
         match (self.receive_lsn, self.written_lsn) {
             (Some(r), Some(w)) => Some(r.max(w)),
             (r, w) => w.or(r),
+        }
+    }
+
+    /// The replica's replication state as Patroni reports it: `streaming`
+    /// with a streaming WAL receiver, else `in archive recovery` when a
+    /// `restore_command` is set, else nothing (and nothing on a primary).
+    pub fn replication_state(&self) -> Option<&'static str> {
+        if !self.is_in_recovery {
+            None
+        } else if self.receiver_status.as_deref() == Some("streaming") {
+            Some("streaming")
+        } else if self
+            .restore_command
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            Some("in archive recovery")
+        } else {
+            None
         }
     }
 
@@ -169,6 +199,11 @@ fn cluster_info_sql(server_version: i32) -> String {
     } else {
         "NULL::bigint"
     };
+    let restore = if server_version >= 120_000 {
+        "pg_catalog.current_setting('restore_command')"
+    } else {
+        "NULL::text"
+    };
     format!(
         "SELECT pg_catalog.pg_is_in_recovery(), \
          CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE \
@@ -184,7 +219,15 @@ fn cluster_info_sql(server_version: i32) -> String {
          (extract(epoch FROM pg_catalog.pg_postmaster_start_time()) * 1000000)::bigint, \
          pg_catalog.current_setting('server_version_num')::int, \
          CASE WHEN pg_catalog.pg_is_in_recovery() THEN \
-           (SELECT NULLIF(min_recovery_end_timeline, 0) FROM pg_catalog.pg_control_recovery()) END \
+           (SELECT NULLIF(min_recovery_end_timeline, 0) FROM pg_catalog.pg_control_recovery()) END, \
+         pg_catalog.pg_wal_lsn_diff(latest_end_lsn, '0/0')::bigint, \
+         {restore}, \
+         (SELECT pg_catalog.json_agg(pg_catalog.json_build_object( \
+             'usename', pg_catalog.pg_get_userbyid(a.usesysid), \
+             'application_name', a.application_name, 'client_addr', a.client_addr, \
+             'state', w.state, 'sync_state', w.sync_state, 'sync_priority', w.sync_priority))::text \
+           FROM pg_catalog.pg_stat_get_wal_senders() w, \
+             LATERAL pg_catalog.pg_stat_get_activity(w.pid) a) \
          FROM pg_catalog.pg_stat_get_wal_receiver()"
     )
 }
@@ -229,7 +272,24 @@ fn decode_row(row: &Row) -> Result<ClusterInfo, QueryError> {
         postmaster_start_time: micros_to_utc(start)?,
         server_version: col(row, 13)?,
         replay_tli: timeline(col(row, 14)?, "minimum recovery timeline")?,
+        latest_end_lsn: col(row, 15)?,
+        restore_command: col(row, 16)?,
+        replication: replication_rows(col(row, 17)?)?,
     })
+}
+
+/// The WAL senders' JSON array (NULL without senders).
+fn replication_rows(text: Option<String>) -> Result<Vec<serde_json::Value>, QueryError> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => match serde_json::from_str(&t) {
+            Ok(serde_json::Value::Array(rows)) => Ok(rows),
+            Ok(other) => Err(QueryError::Decode(format!(
+                "WAL senders: expected a JSON array, got {other}"
+            ))),
+            Err(e) => Err(QueryError::Decode(format!("WAL senders: {e}"))),
+        },
+    }
 }
 
 /// The client configuration for `params`.
@@ -540,6 +600,9 @@ mod tests {
             receiver_status: None,
             postmaster_start_time: DateTime::from_timestamp(0, 0).unwrap_or_default(),
             server_version: 150_000,
+            latest_end_lsn: None,
+            restore_command: None,
+            replication: Vec::new(),
         }
     }
 
