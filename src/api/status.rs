@@ -116,8 +116,14 @@ pub struct NodeStatus {
     /// The Patroni version reported in bodies and metrics.
     pub version: String,
     pub postgres: PostgresView,
-    /// This node holds the leader key (Patroni's `ha.is_leader()`).
+    /// This node held the leader key at the last cycle; read it through
+    /// [`NodeStatus::holds_leader`], which also honours `leader_expiry`.
     pub is_leader: bool,
+    /// When that hold lapses without a refresh (refresh start + ttl). An
+    /// HA loop stuck past it (a hung DCS call, a frozen process) must not
+    /// keep a load balancer sending writes here: Patroni's `is_leader()`
+    /// compares the same deadline with the clock. `None`: no bound known.
+    pub leader_expiry: Option<Instant>,
     /// The last cluster view read from the DCS, kept even once it is too old
     /// to trust (then `cluster_valid` is false): `/config`, `/history`,
     /// `/failsafe` and the global settings still come from it, as Patroni's
@@ -204,6 +210,7 @@ impl NodeStatus {
                 query: None,
             },
             is_leader: false,
+            leader_expiry: None,
             cluster: None,
             cluster_valid: false,
             dcs_last_seen: 0,
@@ -345,6 +352,17 @@ impl NodeStatus {
     }
 
     /// `latest_end_lsn` of the WAL receiver, 0 when unknown.
+    /// Patroni's `ha.is_leader()`: the key was ours at the last cycle and
+    /// its ttl has not run out since.
+    pub fn holds_leader(&self) -> bool {
+        self.holds_leader_at(Instant::now())
+    }
+
+    /// [`NodeStatus::holds_leader`] at `now`.
+    pub fn holds_leader_at(&self, now: Instant) -> bool {
+        self.is_leader && self.leader_expiry.is_none_or(|expiry| now < expiry)
+    }
+
     pub fn latest_end_lsn(&self) -> i64 {
         self.postgres
             .query

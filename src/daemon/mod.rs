@@ -64,6 +64,9 @@ pub struct Daemon {
     dcs_last_seen: i64,
     /// We hold the leader key (as of the last cycle).
     is_leader: bool,
+    /// When the leader key we last refreshed expires unrefreshed: the
+    /// refresh's start plus ttl (Patroni's `_leader_expiry`).
+    leader_expiry: Option<std::time::Instant>,
     /// The system identifier, once the data directory has one.
     sysid: Option<String>,
     /// Seconds since the epoch when the next cycle is due.
@@ -164,6 +167,7 @@ impl Daemon {
             query: self.pg.pg_query(),
         };
         s.is_leader = self.is_leader;
+        s.leader_expiry = self.is_leader.then_some(self.leader_expiry).flatten();
         // The API checks this pid on every request, so a postmaster that
         // died since the last cycle is reported at once.
         s.postmaster_pid = self.pg.postmaster_pid().and_then(|p| u32::try_from(p).ok());
@@ -194,7 +198,8 @@ const STREAMING_WINDOW: Duration = Duration::from_secs(30);
 impl Daemon {
     /// A refresh (or acquisition) of the leader key that started at
     /// `started` succeeded: move the fence's deadline.
-    fn lease_renewed(&self, started: tokio::time::Instant) {
+    fn lease_renewed(&mut self, started: tokio::time::Instant) {
+        self.leader_expiry = Some(started.into_std() + self.cfg.timing.ttl);
         if self.cfg.ha.paused {
             self.fence.disarm();
             return;
@@ -330,6 +335,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         cluster_valid: false,
         dcs_last_seen: 0,
         is_leader: false,
+        leader_expiry: None,
         sysid: None,
         next_run: 0.0,
         fatal: None,
