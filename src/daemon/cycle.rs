@@ -62,6 +62,9 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => return self.dcs_unreachable(e).await,
         };
+        // After the read: a new ttl from `/config` reaches the device at
+        // this cycle's keepalive.
+        self.watchdog.reload(self.watchdog_config());
         if self.adopt_global_settings(&cluster) && self.pg.is_running() {
             // Synchronous mode was switched: the setting changes hands.
             if let Err(e) = self.rewrite_files().await.and_then(|()| self.pg.reload()) {
@@ -111,6 +114,13 @@ impl Daemon {
         self.pg.seen_running = pg.running;
         if !self.is_leader || self.cfg.ha.paused {
             self.fence.disarm();
+        }
+        // The watchdog guards a running primary only: off in pause, off
+        // once we neither lead nor run a primary. (A primary that failed
+        // to stop keeps it armed, so the machine resets.)
+        let guards_a_primary = self.is_leader || (pg.running && pg.is_primary);
+        if self.cfg.ha.paused || !guards_a_primary {
+            self.watchdog.disable();
         }
         self.touch_member(&pg).await;
         message
@@ -176,7 +186,10 @@ impl Daemon {
     ) -> Result<String, String> {
         let me = self.me();
         let settings = self.cfg.ha.clone();
-        let mut facts = Facts::default();
+        let mut facts = Facts {
+            watchdog_armed: self.watchdog.is_running().then_some(true),
+            ..Facts::default()
+        };
         for _ in 0..MAX_QUERIES {
             match decide(&cluster, &me, pg, &settings, &facts) {
                 Step::Query(q) => self.answer(q, &mut cluster, &mut facts).await,
@@ -227,6 +240,7 @@ impl Daemon {
                 self.is_leader = ok;
                 if ok {
                     self.lease_renewed(started);
+                    self.watchdog.keepalive();
                 }
                 facts.lock_refreshed = Some(ok);
             }
@@ -297,6 +311,7 @@ impl Daemon {
                 let claimed = self.claim_sync_for_promote(cluster).await;
                 facts.sync_claimed = Some(claimed);
             }
+            Query::ActivateWatchdog => facts.watchdog_armed = Some(self.watchdog.activate()),
             Query::CurrentTime => facts.now = Some(chrono::Utc::now()),
             Query::SleepUntil(at) => {
                 let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
@@ -649,6 +664,13 @@ impl Daemon {
             log::error!(target: "patroni.ha", "shutdown: {e}");
         }
         self.end_sync_release();
+        if self.pg.is_running() && !self.cfg.ha.paused {
+            if self.watchdog.is_running() {
+                log::error!(target: "patroni.ha", "PostgreSQL shutdown failed, leader key not removed. Leaving watchdog running.");
+            }
+        } else {
+            self.watchdog.disable();
+        }
         self.publish();
     }
 

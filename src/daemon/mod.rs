@@ -45,6 +45,7 @@ pub mod requests;
 pub mod slots;
 mod standby;
 mod sync;
+mod watchdog;
 
 use local::LocalPostgres;
 use node::NodeConfig;
@@ -64,6 +65,8 @@ pub struct Daemon {
     dcs_last_seen: i64,
     /// We hold the leader key (as of the last cycle).
     is_leader: bool,
+    /// The watchdog device, armed while this node acts as primary.
+    watchdog: watchdog::Watchdog,
     /// When the leader key we last refreshed expires unrefreshed: the
     /// refresh's start plus ttl (Patroni's `_leader_expiry`).
     leader_expiry: Option<std::time::Instant>,
@@ -149,7 +152,21 @@ fn sd_notify(state: &str) {
     }
 }
 
+/// The watchdog settings under the current configuration and timing.
+fn watchdog_config(cfg: &NodeConfig) -> watchdog::WatchdogConfig {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    watchdog::WatchdogConfig::read(
+        &cfg.effective,
+        secs(cfg.timing.ttl),
+        secs(cfg.timing.loop_wait),
+    )
+}
+
 impl Daemon {
+    fn watchdog_config(&self) -> watchdog::WatchdogConfig {
+        watchdog_config(&self.cfg)
+    }
+
     fn status_base(&self) -> NodeStatus {
         let mut s = NodeStatus::new(&self.cfg.scope, &self.cfg.name);
         s.tags = self.cfg.tags.clone();
@@ -167,6 +184,7 @@ impl Daemon {
             query: self.pg.pg_query(),
         };
         s.is_leader = self.is_leader;
+        s.watchdog_failed = !self.watchdog.is_healthy();
         s.leader_expiry = self.is_leader.then_some(self.leader_expiry).flatten();
         // The API checks this pid on every request, so a postmaster that
         // died since the last cycle is reported at once.
@@ -322,6 +340,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         requests: requests_tx,
     });
     let cfg_data_dir = cfg.data_dir.clone();
+    let watchdog = watchdog::Watchdog::new(watchdog_config(&cfg)).map_err(StartupError::Config)?;
     let (probe_params, probe_publisher) = (pg.monitor.params().clone(), publisher.clone());
     let mut daemon = Daemon {
         config,
@@ -335,6 +354,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         cluster_valid: false,
         dcs_last_seen: 0,
         is_leader: false,
+        watchdog,
         leader_expiry: None,
         sysid: None,
         next_run: 0.0,

@@ -32,6 +32,7 @@ mod offline;
 mod running;
 mod standby;
 mod stop;
+mod watchdog;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -116,7 +117,6 @@ pub struct HaSettings {
     /// `synchronous_mode: quorum`.
     pub quorum_commit: bool,
     pub failsafe_mode: bool,
-    pub watchdog_required: bool,
     /// The local configuration has a `bootstrap` section: without one a
     /// node never races to initialize a new cluster.
     pub bootstrap_configured: bool,
@@ -144,7 +144,6 @@ impl Default for HaSettings {
             synchronous_mode: false,
             quorum_commit: false,
             failsafe_mode: false,
-            watchdog_required: false,
             bootstrap_configured: false,
             primary_start_timeout: 300,
             loop_wait: 10,
@@ -178,6 +177,9 @@ pub struct Facts {
     pub sync_claimed: Option<bool>,
     /// Set once [`Query::WriteDynamicConfig`] was answered.
     pub config_written: bool,
+    /// Result of [`Query::ActivateWatchdog`], or `Some(true)` filled in
+    /// by the executor when the watchdog already runs.
+    pub watchdog_armed: Option<bool>,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -227,6 +229,9 @@ pub enum Query {
     /// `Facts::config_written` and ask again (Patroni does this for a
     /// cluster adopted from an existing data directory).
     WriteDynamicConfig,
+    /// About to act as primary: arm the watchdog (see
+    /// [`watchdog`]); answer in `Facts::watchdog_armed`.
+    ActivateWatchdog,
 }
 
 /// How to stop being primary.
@@ -547,8 +552,8 @@ fn decide_cycle(
     if settings.quorum_commit {
         return Step::Unsupported("quorum commit (synchronous_mode: quorum)".into());
     }
-    if settings.failsafe_mode || settings.watchdog_required {
-        return Step::Unsupported("failsafe mode or a required watchdog".into());
+    if settings.failsafe_mode {
+        return Step::Unsupported("failsafe mode".into());
     }
     if let Some(step) = offline::before_running(cluster, me, pg, settings, facts) {
         return step;
@@ -605,3 +610,7 @@ mod notes_tests;
 #[cfg(test)]
 #[path = "decide/sync_tests.rs"]
 mod sync_tests;
+
+#[cfg(test)]
+#[path = "decide/watchdog_tests.rs"]
+mod watchdog_tests;

@@ -77,6 +77,11 @@ pub(crate) struct Script {
     pub(crate) now: chrono::DateTime<chrono::Utc>,
     /// The answer to [`Query::ClaimSyncForPromote`].
     pub(crate) sync_claim: bool,
+    /// `Some(true)`: the watchdog already runs (nothing is asked);
+    /// `None`: [`Query::ActivateWatchdog`] is asked and answered with
+    /// `watchdog_activates`.
+    pub(crate) watchdog_running: Option<bool>,
+    pub(crate) watchdog_activates: bool,
 }
 
 /// Run one cycle to its decision, recording the queries asked.
@@ -87,7 +92,10 @@ pub(crate) fn cycle(
     settings: &HaSettings,
     script: &Script,
 ) -> (Step, Vec<Query>) {
-    let mut facts = Facts::default();
+    let mut facts = Facts {
+        watchdog_armed: script.watchdog_running,
+        ..Facts::default()
+    };
     let mut asked = Vec::new();
     let mut current = c.clone();
     for _ in 0..10 {
@@ -108,6 +116,9 @@ pub(crate) fn cycle(
                     Query::SleepUntil(_) => facts.slept = true,
                     Query::ClaimSyncForPromote => facts.sync_claimed = Some(script.sync_claim),
                     Query::WriteDynamicConfig => facts.config_written = true,
+                    Query::ActivateWatchdog => {
+                        facts.watchdog_armed = Some(script.watchdog_activates)
+                    }
                 }
             }
             other => return (other, asked),
@@ -131,6 +142,8 @@ pub(crate) fn script() -> Script {
         reloaded: cluster(Some("n2")),
         now: NOW.parse().expect("a valid time"),
         sync_claim: true,
+        watchdog_running: Some(true),
+        watchdog_activates: true,
     }
 }
 
