@@ -28,11 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::sync::watch;
 
 use crate::model::Cluster;
 
+mod channel;
 mod global;
+pub use channel::{ProbeSignal, StatusPublisher, StatusReader, FRESH_WAIT};
 pub use global::GlobalView;
 pub(crate) use global::{json_truthy, python_str};
 
@@ -385,20 +386,6 @@ impl NodeStatus {
     }
 }
 
-/// Hands out the latest [`NodeStatus`]. Readers never block: `current()`
-/// clones an `Arc` out of a `watch` channel, whose lock is only held for
-/// the swap by the publisher.
-#[derive(Debug, Clone)]
-pub struct StatusReader {
-    rx: watch::Receiver<Arc<NodeStatus>>,
-}
-
-impl StatusReader {
-    pub fn current(&self) -> Arc<NodeStatus> {
-        self.rx.borrow().clone()
-    }
-}
-
 /// How long an "alive" verdict of [`process_alive`] is reused. The check
 /// costs a signal and a procfs read, which at thousands of requests per
 /// second is a good part of a request; a postmaster's death is still seen
@@ -465,72 +452,6 @@ fn process_alive(pid: u32) -> bool {
         ),
         // No procfs: the signal check is all there is.
         Err(_) => true,
-    }
-}
-
-/// The HA loop's side: publish a new snapshot after every change. A clone
-/// publishes into the same channel (the probe holds one).
-#[derive(Debug, Clone)]
-pub struct StatusPublisher {
-    tx: watch::Sender<Arc<NodeStatus>>,
-}
-
-impl StatusPublisher {
-    /// Start with `initial`; hand the reader to the API server.
-    pub fn new(initial: NodeStatus) -> (StatusPublisher, StatusReader) {
-        let (tx, rx) = watch::channel(Arc::new(initial));
-        (StatusPublisher { tx }, StatusReader { rx })
-    }
-
-    /// Replace the snapshot. When the one published now carries an older
-    /// PostgreSQL confirmation than the current one (the probe confirmed
-    /// after the HA loop's query) for the same running postmaster, the
-    /// newer PostgreSQL part is kept.
-    pub fn publish(&self, mut status: NodeStatus) {
-        self.tx.send_modify(|current| {
-            let newer = match (current.pg_confirmed_at, status.pg_confirmed_at) {
-                (Some(probe), Some(ha)) => probe > ha,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if newer
-                && current.postgres.query.is_some()
-                && current.postmaster_pid.is_some()
-                && current.postmaster_pid == status.postmaster_pid
-                && status.postgres.state == "running"
-            {
-                status.postgres.query = current.postgres.query.clone();
-                status.pg_confirmed_at = current.pg_confirmed_at;
-            }
-            *current = Arc::new(status);
-        });
-    }
-
-    /// The probe's side: PostgreSQL answered `query` at `at`, asked through
-    /// a connection to the postmaster `pid`. Applied only while the
-    /// published snapshot still describes that postmaster as running (the
-    /// HA loop owns the state; a stop or restart in between wins). Returns
-    /// whether the snapshot changed.
-    pub fn confirm_query(&self, pid: u32, query: PgQuery, at: Instant) -> bool {
-        self.tx.send_if_modified(|current| {
-            let applies = current.postmaster_pid == Some(pid)
-                && current.postgres.state == "running"
-                && current.pg_confirmed_at.is_none_or(|t| t < at);
-            if applies {
-                let mut s = NodeStatus::clone(current);
-                s.postgres.query = Some(query);
-                s.pg_confirmed_at = Some(at);
-                *current = Arc::new(s);
-            }
-            applies
-        })
-    }
-
-    /// A new reader, e.g. for another consumer.
-    pub fn reader(&self) -> StatusReader {
-        StatusReader {
-            rx: self.tx.subscribe(),
-        }
     }
 }
 
