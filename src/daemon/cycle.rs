@@ -135,13 +135,16 @@ impl Daemon {
         if cluster.config.is_some() {
             self.adopt_config_flags(cluster);
         }
+        let feedback = self.hot_standby_feedback_wanted(cluster);
+        let feedback_changed = feedback != self.pg.enforce_hot_standby_feedback;
+        self.pg.enforce_hot_standby_feedback = feedback;
         let mode = self
             .cfg
             .ha
             .synchronous_mode
             .then(|| super::sync::sync_settings(cluster).strict);
         if self.pg.sync_mode == mode {
-            return false;
+            return feedback_changed;
         }
         self.pg.sync_mode = mode;
         if mode.is_none() {
@@ -149,6 +152,26 @@ impl Daemon {
             self.sync_tracker.reset();
         }
         true
+    }
+
+    /// Patroni re-evaluates this whenever `/config` exists; without one
+    /// the last answer stands.
+    fn hot_standby_feedback_wanted(&self, cluster: &Cluster) -> bool {
+        if cluster.config.is_none() {
+            return self.pg.enforce_hot_standby_feedback;
+        }
+        let version = self
+            .pg
+            .major_version()
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0);
+        let settings = super::slots::plan::SlotSettings::from_cluster(cluster, version);
+        super::slots::feedback::enforce_hot_standby_feedback(
+            cluster,
+            &self.cfg.name,
+            &self.published_tags(),
+            &settings,
+        )
     }
 
     fn adopt_config_flags(&mut self, cluster: &Cluster) {
