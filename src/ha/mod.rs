@@ -14,6 +14,7 @@
 //!   DCS ([`decide::decide_dcs_error`]).
 
 pub mod decide;
+pub mod quorum;
 pub mod race;
 #[cfg(test)]
 mod sim;

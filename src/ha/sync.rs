@@ -73,6 +73,30 @@ impl NameSet {
             .collect()
     }
 
+    /// The names of `self` and then those of `other` it lacks.
+    pub fn union(&self, other: &NameSet) -> NameSet {
+        self.0.iter().chain(other.0.iter()).cloned().collect()
+    }
+
+    /// The names of `self` that `other` does not have, in `self`'s order.
+    pub fn difference(&self, other: &NameSet) -> NameSet {
+        self.0
+            .iter()
+            .filter(|n| !other.contains(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Every name of `self` is in `other`.
+    pub fn is_subset(&self, other: &NameSet) -> bool {
+        self.0.iter().all(|n| other.contains(n))
+    }
+
+    /// A subset of `other` that is smaller than it (Python's `<`).
+    pub fn is_proper_subset(&self, other: &NameSet) -> bool {
+        self.len() < other.len() && self.is_subset(other)
+    }
+
     /// The names, sorted (the order of the `/sync` key and of the setting).
     pub fn sorted(&self) -> Vec<String> {
         let mut v = self.0.clone();
