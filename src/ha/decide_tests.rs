@@ -431,11 +431,6 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
     let me2 = me("n2", json!({}));
     for settings in [
         HaSettings {
-            synchronous_mode: true,
-            quorum_commit: true,
-            ..HaSettings::default()
-        },
-        HaSettings {
             failsafe_mode: true,
             ..HaSettings::default()
         },
