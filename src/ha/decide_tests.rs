@@ -431,6 +431,10 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
     let me2 = me("n2", json!({}));
     for settings in [
         HaSettings {
+            watchdog_required: true,
+            ..HaSettings::default()
+        },
+        HaSettings {
             failsafe_mode: true,
             ..HaSettings::default()
         },

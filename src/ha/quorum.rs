@@ -28,6 +28,7 @@
 //! with Patroni's on generated states.
 
 use super::sync::NameSet;
+use crate::model::SyncState;
 
 /// What one write changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,18 +164,25 @@ fn one(name: &str) -> NameSet {
     NameSet::from_iter([name])
 }
 
+/// Counts come from the DCS and the setting, which may hold anything:
+/// bound them far beyond any real cluster so that the arithmetic below
+/// cannot overflow.
+fn bounded(n: i64) -> i64 {
+    n.clamp(-(1 << 32), 1 << 32)
+}
+
 impl Resolver {
     fn new(input: &QuorumInput) -> Resolver {
         Resolver {
             leader: input.leader.clone(),
-            quorum: input.quorum,
+            quorum: bounded(input.quorum),
             voters: input.voters.clone(),
             // The setting cannot wait for more standbys than it lists.
-            numsync: input.numsync.min(len(&input.sync)),
+            numsync: bounded(input.numsync).min(len(&input.sync)),
             sync: input.sync.clone(),
-            numsync_confirmed: input.numsync_confirmed,
+            numsync_confirmed: bounded(input.numsync_confirmed),
             active: input.active.clone(),
-            sync_wanted: input.sync_wanted,
+            sync_wanted: bounded(input.sync_wanted),
             leader_wanted: input.leader_wanted.clone(),
             out: Vec::new(),
             warnings: Vec::new(),
@@ -349,7 +357,10 @@ impl Resolver {
                 let voters = self.voters.difference(&gone);
                 self.quorum_update(quorum, voters, None, adjust)?;
             }
-            let add = self.voters.intersection(&self.active).difference(&self.sync);
+            let add = self
+                .voters
+                .intersection(&self.active)
+                .difference(&self.sync);
             if !add.is_empty() {
                 let sync = self.sync.union(&add);
                 self.sync_update(self.numsync, sync)?;
@@ -367,7 +378,10 @@ impl Resolver {
                 let numsync = self.numsync.min(len(&self.sync) - len(&dead));
                 self.sync_update(numsync, alive)?;
             }
-            let add = self.sync.difference(&self.voters).intersection(&self.active);
+            let add = self
+                .sync
+                .difference(&self.voters)
+                .intersection(&self.active);
             if !add.is_empty() {
                 let voters = self.voters.union(&add);
                 self.quorum_update(len(&voters) - self.numsync, voters, None, true)?;
@@ -540,6 +554,27 @@ pub fn quorum_ssn_value(names: &NameSet, num: i64) -> Option<String> {
         .map(|n| super::sync::quote_standby_name(n))
         .collect();
     Some(format!("ANY {num} ({})", listed.join(",")))
+}
+
+/// The setting a standby gives PostgreSQL right before promoting itself
+/// with quorum commit (Patroni's `process_sync_replication_prepromote`):
+/// the names and count to wait for, so that commits stay safe from the
+/// first moment. With `/sync` claimed, wait for its members (its leader
+/// and voters, less ourselves) with the count that keeps the old quorum
+/// (one more when we were no voter: we won with extra votes). Before any
+/// claim, wait for nobody (any one standby when strict).
+pub fn prepromote_ssn(key: &SyncState, me: &str, strict: bool) -> (NameSet, i64) {
+    if key.is_empty() {
+        return (NameSet::default(), i64::from(strict));
+    }
+    let mut members: NameSet = key.leader.iter().cloned().chain(key.members()).collect();
+    let mut numsync = len(&members) - key.quorum - 1;
+    if members.contains(me) {
+        members = members.difference(&one(me));
+    } else {
+        numsync += 1;
+    }
+    (members, numsync)
 }
 
 #[cfg(test)]

@@ -54,10 +54,7 @@ fn first_standbys_go_to_the_setting_then_restart() {
     // Nothing listed: fill the setting with all of them at once, then
     // ask for a fresh read before publishing any voter.
     let i = input("a", 0, &[], 0, &[], 0, &["b", "c"], 1);
-    assert_eq!(
-        plan(&i),
-        vec![t(S, "a", 1, &["b", "c"]), t(R, "a", 0, &[])]
-    );
+    assert_eq!(plan(&i), vec![t(S, "a", 1, &["b", "c"]), t(R, "a", 0, &[])]);
     // Once one of them is confirmed the key follows.
     let i = input("a", 0, &[], 1, &["b", "c"], 1, &["b", "c"], 1);
     assert_eq!(plan(&i), vec![t(Q, "a", 1, &["b", "c"])]);
@@ -68,17 +65,17 @@ fn a_new_standby_joins_the_key_before_the_setting() {
     let i = input("a", 1, &["b", "c"], 1, &["b", "c"], 1, &["b", "c", "d"], 1);
     assert_eq!(
         plan(&i),
-        vec![t(Q, "a", 2, &["b", "c", "d"]), t(S, "a", 1, &["b", "c", "d"])]
+        vec![
+            t(Q, "a", 2, &["b", "c", "d"]),
+            t(S, "a", 1, &["b", "c", "d"])
+        ]
     );
 }
 
 #[test]
 fn a_gone_standby_leaves_the_setting_first() {
     let i = input("a", 1, &["b", "c"], 1, &["b", "c"], 1, &["b"], 1);
-    assert_eq!(
-        plan(&i),
-        vec![t(S, "a", 1, &["b"]), t(Q, "a", 0, &["b"])]
-    );
+    assert_eq!(plan(&i), vec![t(S, "a", 1, &["b"]), t(Q, "a", 0, &["b"])]);
 }
 
 #[test]
@@ -127,12 +124,52 @@ fn an_impossible_quorum_is_an_error() {
 }
 
 #[test]
+fn absurd_counts_do_not_overflow() {
+    let mut i = input(
+        "a",
+        i64::MAX,
+        &["b"],
+        i64::MAX,
+        &["b"],
+        i64::MIN,
+        &["b"],
+        i64::MAX,
+    );
+    let _ = resolve(&i);
+    i.quorum = i64::MIN;
+    i.sync_wanted = i64::MIN;
+    let _ = resolve(&i);
+}
+
+#[test]
 fn ssn_text() {
     assert_eq!(quorum_ssn_value(&set(&[]), 0), None);
     assert_eq!(quorum_ssn_value(&set(&[]), 1).as_deref(), Some("ANY 1 (*)"));
-    assert_eq!(quorum_ssn_value(&set(&["c", "b"]), 1).as_deref(), Some("ANY 1 (b,c)"));
+    assert_eq!(
+        quorum_ssn_value(&set(&["c", "b"]), 1).as_deref(),
+        Some("ANY 1 (b,c)")
+    );
     assert_eq!(
         quorum_ssn_value(&set(&["any", "b-2"]), 2).as_deref(),
         Some("ANY 2 (\"any\",\"b-2\")")
     );
+}
+
+#[test]
+fn before_promoting_the_old_quorum_stays_in_force() {
+    let key = SyncState::from_node(
+        Some(1),
+        r#"{"leader":"n1","quorum":1,"sync_standby":"n2,n3"}"#,
+    );
+    // A voter: the others (old leader included), 3 - 1 - 1 = 1 of them.
+    assert_eq!(prepromote_ssn(&key, "n2", false), (set(&["n1", "n3"]), 1));
+    // Not a voter: all of them, one more.
+    assert_eq!(
+        prepromote_ssn(&key, "n4", false),
+        (set(&["n1", "n2", "n3"]), 2)
+    );
+    // Nothing claimed yet.
+    let empty = SyncState::from_node(Some(1), "");
+    assert_eq!(prepromote_ssn(&empty, "n2", false), (set(&[]), 0));
+    assert_eq!(prepromote_ssn(&empty, "n2", true), (set(&[]), 1));
 }

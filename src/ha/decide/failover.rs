@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    done, peers_or_query, quorum_active, quorum_voting_set, sync_mode_active, with_notes, Action, DemoteMode, Facts, HaSettings,
-    LocalPg, Me, Query, Step,
+    done, peers_or_query, quorum_active, quorum_voting_set, sync_mode_active, with_notes, Action,
+    DemoteMode, Facts, HaSettings, LocalPg, Me, Query, Step,
 };
 use crate::ha::race::{is_healthiest_node, PeerStatus, RaceInput};
 use crate::model::{Cluster, Failover, Tags};
@@ -150,8 +150,8 @@ pub(super) fn failover_possible(
     }
     // Quorum commit: enough healthy voters must be left to elect a new
     // leader, unless the key names the one to promote.
-    let check_quorum = quorum_active(cluster, settings)
-        && !(candidate.is_some() && !exclude_failover_candidate);
+    let check_quorum =
+        quorum_active(cluster, settings) && (candidate.is_none() || exclude_failover_candidate);
     if check_quorum && votes < cluster.sync.quorum {
         notes.push(format!(
             "Quorum requirement {} can not be reached",
