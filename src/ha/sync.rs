@@ -1,5 +1,7 @@
 //! Synchronous replication on the primary (`synchronous_mode: on`, one or
-//! more synchronous standbys; quorum commit is not covered yet).
+//! more synchronous standbys). Quorum commit (`synchronous_mode: quorum`)
+//! shares the reading of PostgreSQL's state ([`SyncTracker`]) and orders
+//! its writes in [`super::quorum`].
 //!
 //! Two places name the synchronous standbys: PostgreSQL's
 //! `synchronous_standby_names` (what commits wait for) and the `/sync` key
