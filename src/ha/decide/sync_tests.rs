@@ -420,3 +420,38 @@ fn quorum_commit_switchover_needs_quorum_healthy_voters() {
     ));
     assert!(check(&c, &[n2]).0);
 }
+
+#[test]
+fn quorum_commit_manual_failover_lets_an_unlisted_standby_look_further() {
+    // Manual failover to n3, which does not answer; n2 is not in /sync.
+    let mut c = plain_n3(with_sync(
+        cluster(None),
+        r#"{"leader":"n1","quorum":0,"sync_standby":"n3"}"#,
+    ));
+    c.failover = Some(crate::model::Failover::from_node(
+        Some(8),
+        r#"{"member":"n3"}"#,
+    ));
+    let run = |settings: HaSettings| {
+        let (step, _) = cycle(
+            &c,
+            &me("n2", json!({})),
+            &replica_pg(5000),
+            &settings,
+            &Script {
+                peers: vec![streaming_in(&c, "n1", 4000)],
+                reloaded: c.clone(),
+                ..script()
+            },
+        );
+        decision(step)
+    };
+    let unhealthy = "manual failover: member n3 is not reachable".to_owned();
+    // Plain synchronous mode: an unlisted standby stops before looking.
+    assert!(!run(sync_on()).notes.contains(&unhealthy));
+    // Quorum commit: it judges the candidate, then races (and, with no
+    // vote from the voters, loses).
+    let d = run(quorum_on());
+    assert!(d.notes.contains(&unhealthy), "{d:?}");
+    assert!(!d.actions.contains(&Action::Promote), "{d:?}");
+}
