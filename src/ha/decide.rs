@@ -22,10 +22,11 @@
 //! A standby cluster ([`standby`]) has a standby leader that streams from
 //! a remote primary instead of a primary.
 //!
-//! Not covered yet: quorum commit, failsafe mode and a required watchdog.
-//! Those are
-//! [`Step::Unsupported`], which the executor must treat as "do nothing and
-//! say so", never as a decision.
+//! The watchdog's part ([`watchdog`]) is asked of the executor before a
+//! node acts as primary.
+//!
+//! Not covered yet: failsafe mode. It is [`Step::Unsupported`], which the
+//! executor must treat as "do nothing and say so", never as a decision.
 
 mod failover;
 mod offline;
@@ -416,6 +417,24 @@ fn sync_mode_active(cluster: &Cluster, settings: &HaSettings) -> bool {
     settings.synchronous_mode && !cluster.sync.is_empty()
 }
 
+/// Quorum commit is on and the leader has claimed `/sync` (Patroni's
+/// `quorum_commit_mode_is_active`): the key's `quorum` and voters rule
+/// the leader race and failover checks.
+fn quorum_active(cluster: &Cluster, settings: &HaSettings) -> bool {
+    settings.quorum_commit && !cluster.sync.is_empty()
+}
+
+/// The voting set of quorum commit: the leader `/sync` names, then its
+/// voters (Patroni's `SyncState.members`); empty when `/sync` is.
+fn quorum_voting_set(cluster: &Cluster) -> Vec<String> {
+    match &cluster.sync.leader {
+        Some(leader) => std::iter::once(leader.clone())
+            .chain(cluster.sync.members())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// What a running primary with the key does about synchronous
 /// replication each cycle (the sync part of Patroni's
 /// `enforce_primary_role`).
@@ -549,9 +568,6 @@ fn decide_cycle(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.quorum_commit {
-        return Step::Unsupported("quorum commit (synchronous_mode: quorum)".into());
-    }
     if settings.failsafe_mode {
         return Step::Unsupported("failsafe mode".into());
     }

@@ -129,9 +129,10 @@ pub struct RaceInput<'a> {
     /// Statuses of the members that have an `api_url` (others are skipped
     /// by the caller), excluding this node.
     pub peers: &'a [PeerStatus],
-    /// Names listed as voters in `sync` (quorum commit); nofailover
+    /// The voting set in quorum commit: the leader `sync` names and its
+    /// voters (Patroni's `SyncState.members`); nofailover
     /// members in it still count.
-    pub voters: &'a [String],
+    pub voters: Vec<String>,
 }
 
 /// The outcome and the lines Patroni would log on the way.
@@ -174,7 +175,7 @@ pub fn is_healthiest_node(input: &RaceInput<'_>) -> Verdict {
         }
     }
     let (quorum, voting_set): (i64, &[String]) = if input.quorum_commit_active {
-        (input.sync.quorum, input.voters)
+        (input.sync.quorum, &input.voters)
     } else {
         (0, &[])
     };

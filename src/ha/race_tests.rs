@@ -84,7 +84,7 @@ fn run(s: &Scenario) -> Verdict {
         sync: &s.sync,
         former_leader: s.former_leader,
         peers: &s.peers,
-        voters: &s.voters,
+        voters: s.voters.clone(),
     })
 }
 

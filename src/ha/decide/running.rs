@@ -148,9 +148,13 @@ pub(super) fn leader_race(
             Ok(verdict) => verdict,
             Err(query) => return query,
         }
-    } else if sync_mode_active(cluster, settings) && !cluster.sync.matches(&me.name, true) {
+    } else if sync_mode_active(cluster, settings)
+        && !settings.quorum_commit
+        && !cluster.sync.matches(&me.name, true)
+    {
         // Synchronous mode: a standby not listed in `/sync` may miss
-        // acknowledged commits, so it never races.
+        // acknowledged commits, so it never races. With quorum commit it
+        // may: it needs `quorum` votes from the voters instead.
         false
     } else {
         let peers = match peers_or_query(cluster, me, facts) {
