@@ -208,6 +208,7 @@ impl Daemon {
         pg: &LocalPg,
     ) -> Result<String, String> {
         let me = self.me();
+        self.cfg.ha.watchdog_unusable = !self.watchdog.is_healthy();
         let settings = self.cfg.ha.clone();
         let mut facts = Facts {
             watchdog_armed: self.watchdog.is_running().then_some(true),

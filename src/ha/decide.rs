@@ -118,6 +118,9 @@ pub struct HaSettings {
     /// `synchronous_mode: quorum`.
     pub quorum_commit: bool,
     pub failsafe_mode: bool,
+    /// `watchdog.mode: required` and the device cannot be used (the
+    /// daemon refreshes it every cycle): this node does not race.
+    pub watchdog_unusable: bool,
     /// The local configuration has a `bootstrap` section: without one a
     /// node never races to initialize a new cluster.
     pub bootstrap_configured: bool,
@@ -145,6 +148,7 @@ impl Default for HaSettings {
             synchronous_mode: false,
             quorum_commit: false,
             failsafe_mode: false,
+            watchdog_unusable: false,
             bootstrap_configured: false,
             primary_start_timeout: 300,
             loop_wait: 10,

@@ -119,6 +119,8 @@ pub struct RaceInput<'a> {
     pub check_replication_lag: bool,
     pub check_timeline: bool,
     pub standby_cluster: bool,
+    /// This node's required watchdog cannot be used: it must not lead.
+    pub watchdog_unusable: bool,
     /// Synchronous mode (either kind) is on and `sync` names a leader.
     pub sync_mode_active: bool,
     pub quorum_commit_active: bool,
@@ -173,6 +175,10 @@ pub fn is_healthiest_node(input: &RaceInput<'_>) -> Verdict {
             }
             Some(_) => {}
         }
+    }
+    if input.watchdog_unusable {
+        log.push("Watchdog device is not usable".into());
+        return no(log);
     }
     let (quorum, voting_set): (i64, &[String]) = if input.quorum_commit_active {
         (input.sync.quorum, &input.voters)

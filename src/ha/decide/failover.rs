@@ -33,6 +33,7 @@ pub(super) fn race_input<'a>(
         check_replication_lag,
         check_timeline: settings.check_timeline,
         standby_cluster: settings.standby_cluster,
+        watchdog_unusable: settings.watchdog_unusable,
         sync_mode_active: active,
         quorum_commit_active: quorum_active(cluster, settings),
         sync: &cluster.sync,
