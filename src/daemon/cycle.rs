@@ -62,6 +62,13 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => return self.dcs_unreachable(e).await,
         };
+        // Failsafe mode: a leader that asked us to accept it still leads.
+        let cluster = match cluster.leader {
+            None if self.cfg.ha.failsafe_mode => {
+                Arc::new(self.cluster_with_failsafe_leader(Cluster::clone(&cluster)))
+            }
+            _ => cluster,
+        };
         if self.adopt_global_settings(&cluster) && self.pg.is_running() {
             // Synchronous mode was switched: the setting changes hands.
             if let Err(e) = self.rewrite_files().await.and_then(|()| self.pg.reload()) {
@@ -109,6 +116,11 @@ impl Daemon {
             self.replica_housekeeping().await;
         }
         self.pg.seen_running = pg.running;
+        if self.is_leader {
+            // The DCS answered the leader this cycle: failsafe is over.
+            self.failsafe.reset();
+        }
+        self.observe_for_failsafe(&pg);
         if !self.is_leader || self.cfg.ha.paused {
             self.fence.disarm();
         }
@@ -227,6 +239,7 @@ impl Daemon {
                 self.is_leader = ok;
                 if ok {
                     self.lease_renewed(started);
+                    self.write_failsafe_topology(cluster).await;
                 }
                 facts.lock_refreshed = Some(ok);
             }
@@ -297,6 +310,9 @@ impl Daemon {
                 let claimed = self.claim_sync_for_promote(cluster).await;
                 facts.sync_claimed = Some(claimed);
             }
+            Query::PostFailsafe(peers) => {
+                facts.failsafe_accepted = Some(self.ask_failsafe_members(&peers).await);
+            }
             Query::CurrentTime => facts.now = Some(chrono::Utc::now()),
             Query::SleepUntil(at) => {
                 let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
@@ -311,7 +327,11 @@ impl Daemon {
     async fn execute(&mut self, actions: &[Action], cluster: &Arc<Cluster>) -> Result<(), String> {
         for action in actions {
             let result = match action {
-                Action::Promote => self.promote(cluster).await,
+                Action::Promote => {
+                    // A new primary starts with no failsafe history.
+                    self.failsafe.reset();
+                    self.promote(cluster).await
+                }
                 Action::Demote(mode) => self.demote(*mode).await,
                 Action::Follow { member } => self.follow(cluster, member.as_deref()).await,
                 Action::StartAsReplica { member } => {
@@ -332,6 +352,10 @@ impl Daemon {
                 Action::CrashRecovery => self.crash_recovery().await,
                 Action::StopImmediately => self.pg.stop(StopMode::Immediate).await.map(|_| ()),
                 Action::StopFast => self.pg.stop(StopMode::Fast).await.map(|_| ()),
+                Action::HoldPrimaryInFailsafe => {
+                    self.hold_primary_in_failsafe();
+                    Ok(())
+                }
                 Action::ReleaseLeaderKey => {
                     let lsn = self.last_known_lsn().await;
                     self.release_leader_key(lsn).await;
@@ -569,24 +593,43 @@ impl Daemon {
         }
     }
 
-    /// The DCS did not answer: a primary must not keep writing.
+    /// The DCS did not answer: a primary must not keep writing, unless
+    /// failsafe mode lets it (every member accepted it as the leader).
     async fn dcs_unreachable(&mut self, e: DcsError) -> String {
         log::error!(target: "patroni.ha", "Error communicating with DCS: {e}");
         self.cluster_valid = false;
         self.is_leader = false;
         let pg = self.pg.observe(self.sysid.clone()).await;
-        match decide_dcs_error(&pg, &self.cfg.ha) {
-            Step::Done(decision) => {
-                let cluster = Arc::new(Cluster::default());
-                match self.execute(&decision.actions, &cluster).await {
-                    Ok(()) => decision.message,
-                    Err(m) => m,
+        self.observe_for_failsafe(&pg);
+        let failsafe = self.cluster.as_ref().and_then(|c| c.failsafe.clone());
+        let me = self.me();
+        let mut facts = Facts::default();
+        loop {
+            match decide_dcs_error(failsafe.as_ref(), &me, &pg, &self.cfg.ha, &facts) {
+                Step::Done(decision) => {
+                    for note in &decision.notes {
+                        log::info!(target: "patroni.ha", "{note}");
+                    }
+                    if !decision.actions.contains(&Action::HoldPrimaryInFailsafe) {
+                        self.failsafe_asked_at = None;
+                        if self.cfg.ha.failsafe_mode && pg.is_primary {
+                            self.failsafe.reset();
+                        }
+                    }
+                    let cluster = Arc::new(Cluster::default());
+                    return match self.execute(&decision.actions, &cluster).await {
+                        Ok(()) => decision.message,
+                        Err(m) => m,
+                    };
                 }
+                Step::Query(Query::PostFailsafe(peers)) if facts.failsafe_accepted.is_none() => {
+                    facts.failsafe_accepted = Some(self.ask_failsafe_members(&peers).await);
+                }
+                Step::Unsupported(what) => {
+                    return format!("no action: {what} is not handled by patroni-rs yet");
+                }
+                Step::Query(q) => return format!("unexpected question without a DCS: {q:?}"),
             }
-            Step::Unsupported(what) => {
-                format!("no action: {what} is not handled by patroni-rs yet")
-            }
-            Step::Query(q) => format!("unexpected question without a DCS: {q:?}"),
         }
     }
 

@@ -22,12 +22,15 @@
 //! A standby cluster ([`standby`]) has a standby leader that streams from
 //! a remote primary instead of a primary.
 //!
-//! Not covered yet: quorum commit, failsafe mode and a required watchdog.
-//! Those are
+//! DCS failsafe mode ([`failsafe`]) keeps a primary running through a DCS
+//! outage when every member accepts it ([`decide_dcs_error`]).
+//!
+//! Not covered yet: quorum commit and a required watchdog. Those are
 //! [`Step::Unsupported`], which the executor must treat as "do nothing and
 //! say so", never as a decision.
 
 mod failover;
+pub mod failsafe;
 mod offline;
 mod running;
 mod standby;
@@ -178,6 +181,8 @@ pub struct Facts {
     pub sync_claimed: Option<bool>,
     /// Set once [`Query::WriteDynamicConfig`] was answered.
     pub config_written: bool,
+    /// Result of [`Query::PostFailsafe`]: every member accepted.
+    pub failsafe_accepted: Option<bool>,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -227,6 +232,11 @@ pub enum Query {
     /// `Facts::config_written` and ask again (Patroni does this for a
     /// cluster adopted from an existing data directory).
     WriteDynamicConfig,
+    /// The DCS is unreachable and we run as primary in failsafe mode:
+    /// `POST /failsafe` to each of these members at once (2 s timeout,
+    /// one retry). Answer in `Facts::failsafe_accepted`: true only when
+    /// every one answered 200 `Accepted`.
+    PostFailsafe(Vec<failsafe::FailsafePeer>),
 }
 
 /// How to stop being primary.
@@ -330,6 +340,11 @@ pub enum Action {
     Exit {
         reason: String,
     },
+    /// Failsafe mode, DCS unreachable, every member accepted us: stay
+    /// primary (we count as leader, the failsafe state is active, the
+    /// lease fence moves on as after a refresh that started when the
+    /// POSTs did).
+    HoldPrimaryInFailsafe,
 }
 
 /// What to do this cycle and the line to log.
@@ -547,8 +562,8 @@ fn decide_cycle(
     if settings.quorum_commit {
         return Step::Unsupported("quorum commit (synchronous_mode: quorum)".into());
     }
-    if settings.failsafe_mode || settings.watchdog_required {
-        return Step::Unsupported("failsafe mode or a required watchdog".into());
+    if settings.watchdog_required {
+        return Step::Unsupported("a required watchdog".into());
     }
     if let Some(step) = offline::before_running(cluster, me, pg, settings, facts) {
         return step;

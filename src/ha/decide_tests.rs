@@ -108,6 +108,8 @@ pub(crate) fn cycle(
                     Query::SleepUntil(_) => facts.slept = true,
                     Query::ClaimSyncForPromote => facts.sync_claimed = Some(script.sync_claim),
                     Query::WriteDynamicConfig => facts.config_written = true,
+                    // Only asked without a DCS (`decide_dcs_error`).
+                    Query::PostFailsafe(_) => facts.failsafe_accepted = Some(false),
                 }
             }
             other => return (other, asked),
@@ -436,7 +438,7 @@ fn situations_not_covered_yet_are_refused_not_guessed() {
             ..HaSettings::default()
         },
         HaSettings {
-            failsafe_mode: true,
+            watchdog_required: true,
             ..HaSettings::default()
         },
     ] {

@@ -148,6 +148,9 @@ pub(super) fn leader_race(
         // Synchronous mode: a standby not listed in `/sync` may miss
         // acknowledged commits, so it never races.
         false
+    } else if super::failsafe::excluded_from_race(cluster, me, settings) {
+        // Failsafe mode: a member the last leader did not know may not lead.
+        false
     } else {
         let peers = match peers_or_query(cluster, me, facts) {
             Ok(p) => p,

@@ -195,6 +195,8 @@ impl Sim {
             Query::ClaimSyncForPromote => cycle.facts.sync_claimed = Some(applied && answered),
             Query::WriteDynamicConfig => cycle.facts.config_written = true,
             Query::FetchPeerStatuses(_) | Query::CurrentTime | Query::SleepUntil(_) => {}
+            // Failsafe mode is not simulated: nobody accepts.
+            Query::PostFailsafe(_) => cycle.facts.failsafe_accepted = Some(false),
         }
     }
 
@@ -496,6 +498,9 @@ impl Sim {
             Action::Exit { reason } => {
                 return Err(format!("{name} exits: {reason}"));
             }
+            Action::HoldPrimaryInFailsafe => {
+                return Err(format!("{name}: failsafe mode is not simulated"));
+            }
         })
     }
 
@@ -657,7 +662,7 @@ impl Sim {
     fn dcs_unreachable(&mut self, i: usize, started: i64) -> Result<(), String> {
         self.nodes[i].is_leader = false;
         let pg = self.observe(i);
-        match decide_dcs_error(&pg, &self.settings) {
+        match decide_dcs_error(None, &self.me(i), &pg, &self.settings, &Facts::default()) {
             Step::Done(d) => {
                 let cycle = InFlight {
                     started,
