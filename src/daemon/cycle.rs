@@ -16,6 +16,15 @@ use crate::postgres::Role;
 use super::local::{source_for, wait_until, LocalError};
 use super::{epoch_now, peers, slots, Daemon, SHUTDOWN_REPLICA_WAIT};
 
+/// Why a cycle's conversation ended early.
+enum CycleEnd {
+    /// An action failed: its message is the cycle's.
+    Message(String),
+    /// The DCS became unreachable mid-cycle and that was handled as a
+    /// failed cluster read (this is its message); the cycle is over.
+    DcsFailed(String),
+}
+
 /// The most questions one cycle may ask before giving up (a decision that
 /// keeps asking is a bug, not a reason to spin).
 const MAX_QUERIES: usize = 8;
@@ -105,7 +114,9 @@ impl Daemon {
         }
         let message = match self.converse(cluster.clone(), &pg).await {
             Ok(m) => m,
-            Err(m) => m,
+            Err(CycleEnd::Message(m)) => m,
+            // Handled as a failed read: nothing more to do with the DCS.
+            Err(CycleEnd::DcsFailed(m)) => return m,
         };
         // Observe again first: a promotion in this cycle must create the
         // members' slots now, not one loop later.
@@ -185,13 +196,17 @@ impl Daemon {
         &mut self,
         mut cluster: Arc<Cluster>,
         pg: &LocalPg,
-    ) -> Result<String, String> {
+    ) -> Result<String, CycleEnd> {
         let me = self.me();
         let settings = self.cfg.ha.clone();
         let mut facts = Facts::default();
         for _ in 0..MAX_QUERIES {
             match decide(&cluster, &me, pg, &settings, &facts) {
-                Step::Query(q) => self.answer(q, &mut cluster, &mut facts).await,
+                Step::Query(q) => {
+                    if let Err(e) = self.answer(q, &mut cluster, &mut facts).await {
+                        return Err(CycleEnd::DcsFailed(self.dcs_unreachable(e).await));
+                    }
+                }
                 Step::Done(decision) => {
                     for note in &decision.notes {
                         log::info!(target: "patroni.ha", "{note}");
@@ -209,10 +224,14 @@ impl Daemon {
                     });
                     if long {
                         log::info!(target: "patroni.ha", "{}", decision.message);
-                        self.execute(&decision.actions, &cluster).await?;
+                        self.execute(&decision.actions, &cluster)
+                            .await
+                            .map_err(CycleEnd::Message)?;
                         return Ok(String::new());
                     }
-                    self.execute(&decision.actions, &cluster).await?;
+                    self.execute(&decision.actions, &cluster)
+                        .await
+                        .map_err(CycleEnd::Message)?;
                     return Ok(decision.message);
                 }
                 Step::Unsupported(what) => {
@@ -222,15 +241,29 @@ impl Daemon {
                 }
             }
         }
-        Err("the HA decision did not converge; doing nothing this cycle".to_owned())
+        Err(CycleEnd::Message(
+            "the HA decision did not converge; doing nothing this cycle".to_owned(),
+        ))
     }
 
-    async fn answer(&mut self, q: Query, cluster: &mut Arc<Cluster>, facts: &mut Facts) {
+    /// Answer one question of [`decide`] into `facts`. `Err` only when
+    /// refreshing the leader key found the DCS unreachable in failsafe
+    /// mode: the cycle then ends as one whose cluster read failed
+    /// (Patroni handles any DCS failure of its cycle that way).
+    async fn answer(
+        &mut self,
+        q: Query,
+        cluster: &mut Arc<Cluster>,
+        facts: &mut Facts,
+    ) -> Result<(), DcsError> {
         match q {
             Query::RefreshLock => {
                 let started = tokio::time::Instant::now();
                 let ok = match self.dcs.update_leader(cluster).await {
                     Ok(ok) => ok,
+                    Err(e @ DcsError::Unreachable(_)) if self.cfg.ha.failsafe_mode => {
+                        return Err(e);
+                    }
                     Err(e) => {
                         log::error!(target: "patroni.ha", "failed to update leader lock: {e}");
                         false
@@ -320,6 +353,7 @@ impl Daemon {
                 facts.slept = true;
             }
         }
+        Ok(())
     }
 
     /// Run the actions in order; the first failure ends the cycle with its
