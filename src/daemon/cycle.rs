@@ -651,7 +651,11 @@ impl Daemon {
                         }
                     }
                     let cluster = Arc::new(Cluster::default());
-                    return match self.execute(&decision.actions, &cluster).await {
+                    let result = self.execute(&decision.actions, &cluster).await;
+                    if self.cfg.ha.failsafe_mode && !pg.is_primary {
+                        self.failsafe_replica_slots().await;
+                    }
+                    return match result {
                         Ok(()) => decision.message,
                         Err(m) => m,
                     };

@@ -196,11 +196,7 @@ impl Daemon {
     /// the asking started, for [`Daemon::hold_primary_in_failsafe`].
     pub(super) async fn ask_failsafe_members(&mut self, peers: &[FailsafePeer]) -> bool {
         self.failsafe_asked_at = Some(Instant::now());
-        let slots = self
-            .cluster
-            .as_ref()
-            .and_then(|c| c.status.slots.clone())
-            .map(Value::Object);
+        let slots = self.live_slot_positions().await.map(Value::Object);
         let mut body = Map::new();
         body.insert("name".into(), json!(self.cfg.name));
         body.insert("conn_url".into(), json!(self.cfg.conn_url));
@@ -224,6 +220,75 @@ impl Daemon {
             all &= call.await.unwrap_or(false);
         }
         all
+    }
+
+    /// The primary's replication slots and their positions (confirmed
+    /// flush for logical slots, restart LSN for physical ones), plus our
+    /// own slot name at our flush position, for the `POST /failsafe` body:
+    /// members advance their copies of the permanent slots from it while
+    /// the DCS (and so `/status`) is out of reach. `None` when PostgreSQL
+    /// does not answer.
+    async fn live_slot_positions(&self) -> Option<Map<String, Value>> {
+        let rows = self
+            .pg
+            .monitor
+            .query(
+                "SELECT slot_name::text, pg_catalog.pg_wal_lsn_diff(CASE WHEN slot_type = 'logical' \
+                 THEN confirmed_flush_lsn ELSE restart_lsn END, '0/0')::bigint \
+                 FROM pg_catalog.pg_replication_slots WHERE NOT temporary \
+                 UNION ALL SELECT NULL, \
+                 pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_flush_lsn(), '0/0')::bigint",
+                &[],
+            )
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                log::warn!(target: "patroni.ha", "cannot read the replication slots for failsafe: {e}");
+                return None;
+            }
+        };
+        let mut slots = Map::new();
+        let mut own = None;
+        for row in rows {
+            let name = row.try_get::<_, Option<String>>(0).ok().flatten();
+            let Some(lsn) = row.try_get::<_, Option<i64>>(1).ok().flatten() else {
+                continue;
+            };
+            match name {
+                Some(name) => {
+                    slots.insert(name, json!(lsn));
+                }
+                None => own = Some(lsn),
+            }
+        }
+        if let Some(lsn) = own {
+            slots.insert(
+                crate::postgres::slot_name_from_member_name(&self.cfg.name),
+                json!(lsn),
+            );
+        }
+        Some(slots)
+    }
+
+    /// A replica without a DCS, accepted by a failsafe leader less than
+    /// ttl ago: keep its permanent slots moving with the positions that
+    /// leader sent (they would otherwise hold WAL back until the DCS
+    /// returns).
+    pub(super) async fn failsafe_replica_slots(&mut self) {
+        let Some(leader) = self.failsafe.active_leader() else {
+            return;
+        };
+        let Some(cached) = self.cluster.clone() else {
+            return;
+        };
+        let mut view = with_failsafe_leader(Cluster::clone(&cached), &leader);
+        if let Some(Value::Object(slots)) = &leader.slots {
+            view.status.slots = Some(slots.clone());
+        }
+        self.cluster = Some(std::sync::Arc::new(view));
+        self.slots_in_recovery_or_unlocked().await;
+        self.cluster = Some(cached);
     }
 
     /// Every member accepted us: stay primary until the next cycle.
