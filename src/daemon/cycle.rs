@@ -652,7 +652,9 @@ impl Daemon {
                     }
                     let cluster = Arc::new(Cluster::default());
                     let result = self.execute(&decision.actions, &cluster).await;
-                    if self.cfg.ha.failsafe_mode && !pg.is_primary {
+                    if decision.actions.contains(&Action::HoldPrimaryInFailsafe) {
+                        self.failsafe_primary_slots().await;
+                    } else if self.cfg.ha.failsafe_mode && !pg.is_primary {
                         self.failsafe_replica_slots().await;
                     }
                     return match result {

@@ -215,11 +215,56 @@ impl Daemon {
             })
             .collect();
         let mut all = true;
-        for call in calls {
+        let mut positions = Vec::new();
+        for (peer, call) in peers.iter().zip(calls) {
             // A task that panicked did not get an acceptance.
-            all &= call.await.unwrap_or(false);
+            let (accepted, lsn) = call.await.unwrap_or((false, None));
+            all &= accepted;
+            if let Some(lsn) = lsn {
+                positions.push((peer.name.clone(), lsn));
+            }
+        }
+        if all {
+            self.failsafe_positions = positions;
         }
         all
+    }
+
+    /// While holding in failsafe mode: keep the primary's slots moving.
+    /// Slots kept for members that stream from another replica
+    /// (`replicatefrom`) advance to the positions those members reported
+    /// in their `lsn` header, which would otherwise come from their member
+    /// keys in the DCS.
+    pub(super) async fn failsafe_primary_slots(&mut self) {
+        let positions = std::mem::take(&mut self.failsafe_positions);
+        let (Some(cached), Some(info)) = (self.cluster.clone(), self.pg.last_info.clone()) else {
+            return;
+        };
+        if info.is_in_recovery {
+            return;
+        }
+        let mut view = Cluster::clone(&cached);
+        for member in &mut view.members {
+            let cascading = crate::model::Tags(&member.tags()).replicatefrom().is_some();
+            if let Some((_, lsn)) = positions.iter().find(|(n, _)| *n == member.name) {
+                if cascading {
+                    member.data.insert("xlog_location".into(), json!(lsn));
+                }
+            }
+        }
+        let input = super::slots::SyncInput {
+            cluster: &view,
+            me: &self.cfg.name,
+            tags: &self.cfg.tags,
+            role: super::slots::role_of(&self.pg.role),
+            in_recovery: false,
+            replay_lsn: None,
+            server_version: info.server_version,
+            create_only: false,
+        };
+        if let Err(e) = super::slots::sync_slots(&self.pg.monitor, &input).await {
+            log::error!(target: "patroni.postgresql.slots", "Exception when changing replication slots: {e}");
+        }
     }
 
     /// The primary's replication slots and their positions (confirmed
@@ -324,10 +369,14 @@ impl Daemon {
 
 /// `POST /failsafe` to one member (one retry after a failed attempt, as
 /// Patroni's request with `retries=1`): accepted only on `200 Accepted`.
-async fn post_one(http: &reqwest::Client, peer: &FailsafePeer, body: &Value) -> bool {
+async fn post_one(
+    http: &reqwest::Client,
+    peer: &FailsafePeer,
+    body: &Value,
+) -> (bool, Option<i64>) {
     let Some(url) = peer.api_url.as_deref().and_then(failsafe_url) else {
         log::warn!(target: "patroni.ha", "Request failed to {}: POST failsafe (no usable api_url in /failsafe)", peer.name);
-        return false;
+        return (false, None);
     };
     let payload = body.to_string();
     let mut last_error = String::new();
@@ -342,15 +391,21 @@ async fn post_one(http: &reqwest::Client, peer: &FailsafePeer, body: &Value) -> 
         match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
+                // The member's WAL position, when it sent one.
+                let lsn = response
+                    .headers()
+                    .get("lsn")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<i64>().ok());
                 let text = response.text().await.unwrap_or_default();
                 log::info!(target: "patroni.ha", "Got response from {} {url}: {text}", peer.name);
-                return status == 200 && text == "Accepted";
+                return (status == 200 && text == "Accepted", lsn);
             }
             Err(e) => last_error = e.to_string(),
         }
     }
     log::warn!(target: "patroni.ha", "Request failed to {}: POST {url} ({last_error})", peer.name);
-    false
+    (false, None)
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ pub struct Daemon {
     failsafe: Arc<failsafe::FailsafeState>,
     /// When this cycle started asking the members to accept us (failsafe).
     failsafe_asked_at: Option<tokio::time::Instant>,
+    /// The WAL positions the members reported when they accepted us.
+    failsafe_positions: Vec<(String, i64)>,
 }
 
 /// Why the daemon could not start.
@@ -352,6 +354,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         probe: probe::Probe::start(&probe_params, probe_publisher),
         failsafe,
         failsafe_asked_at: None,
+        failsafe_positions: Vec::new(),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;
