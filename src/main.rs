@@ -48,7 +48,19 @@ fn validate_config(args: &Args) -> ExitCode {
 }
 
 fn generate_sample_config(args: &Args) -> ExitCode {
-    let text = match sample::generate(&environment()) {
+    write_generated(args, sample::generate(&environment()))
+}
+
+fn generate_config(args: &Args) -> ExitCode {
+    write_generated(
+        args,
+        patroni::config::generate::generate(&environment(), args.dsn.as_deref()),
+    )
+}
+
+/// Print a generated configuration, or write it to the file named.
+fn write_generated(args: &Args, text: Result<String, sample::SampleError>) -> ExitCode {
+    let text = match text {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
@@ -116,10 +128,7 @@ fn main() -> ExitCode {
     match args.mode {
         Mode::ValidateConfig => validate_config(&args),
         Mode::GenerateSampleConfig => generate_sample_config(&args),
-        Mode::GenerateConfig => fail(
-            "--generate-config (from a running PostgreSQL) is not supported by patroni-rs yet; \
-             use --generate-sample-config",
-        ),
+        Mode::GenerateConfig => generate_config(&args),
         Mode::Run => run(&args),
     }
 }

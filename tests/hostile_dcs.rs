@@ -231,9 +231,21 @@ fn hostile_dcs_values_never_panic_anywhere() {
             node_count: (rng.next() % 4) as i64 - 1,
             maximum_lag_on_syncnode: (rng.next() % 3) as i64 - 1,
             strict: rng.next() % 2 == 0,
+            quorum: rng.next() % 2 == 0,
         };
         let state = tracker.current_state(&cluster, &me.name, &senders, "on", 50, &settings);
         let _ = plan_multisync(&me.name, &cluster.sync, &state, &settings);
+        let _ = patroni::ha::quorum::resolve(&patroni::ha::quorum::QuorumInput {
+            leader: cluster.sync.leader.clone().unwrap_or_default(),
+            quorum: cluster.sync.quorum,
+            voters: cluster.sync.members().into_iter().collect(),
+            numsync: state.numsync,
+            sync: state.sync.clone(),
+            numsync_confirmed: state.sync_confirmed.len() as i64,
+            active: state.active.clone(),
+            sync_wanted: settings.node_count,
+            leader_wanted: me.name.clone(),
+        });
 
         let mut status = NodeStatus::new("batman", &me.name);
         status.cluster = Some(Arc::new(cluster));

@@ -119,7 +119,7 @@ fn codes(s: &NodeStatus, query: &Query) -> Codes {
         leader = ok(role == "primary" || role == "standby_leader");
         primary = ok(role == "primary");
         standby_leader = ok(role == "standby_leader");
-    } else if s.is_leader {
+    } else if s.holds_leader() {
         leader = 200;
         if s.global().is_standby_cluster() {
             primary = 503;
@@ -224,7 +224,7 @@ pub fn liveness_status(s: &NodeStatus, now: f64) -> u16 {
 
 /// Why `GET /readiness` fails, or `None` when ready.
 pub fn readiness_failure(s: &NodeStatus, query: &Query) -> Option<String> {
-    if s.is_leader {
+    if s.holds_leader() {
         return None;
     }
     if s.postgres.state != "running" {

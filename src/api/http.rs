@@ -327,7 +327,10 @@ impl ApiServer {
         match (method, segment) {
             ("GET", "liveness") => w.status_only(health::liveness_status(&status, now_epoch())),
             ("GET", "readiness") => w.status_only(health::readiness_status(&status, &req.query)),
-            ("GET", "patroni") => w.json(200, &bodies::status_body(&status)),
+            ("GET", "patroni") => {
+                let fresh = self.status.fresh().await.checked_now();
+                w.json(200, &bodies::status_body(&fresh))
+            }
             ("GET", "cluster") => w.json(200, &bodies::cluster_body(&status)),
             ("GET", "history") => w.json(200, &bodies::history_body(&status)),
             ("GET", "config") => match bodies::config_body(&status) {

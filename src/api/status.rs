@@ -28,11 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::sync::watch;
 
 use crate::model::Cluster;
 
+mod channel;
 mod global;
+pub use channel::{ProbeSignal, StatusPublisher, StatusReader, FRESH_WAIT};
 pub use global::GlobalView;
 pub(crate) use global::{json_truthy, python_str};
 
@@ -116,8 +117,14 @@ pub struct NodeStatus {
     /// The Patroni version reported in bodies and metrics.
     pub version: String,
     pub postgres: PostgresView,
-    /// This node holds the leader key (Patroni's `ha.is_leader()`).
+    /// This node held the leader key at the last cycle; read it through
+    /// [`NodeStatus::holds_leader`], which also honours `leader_expiry`.
     pub is_leader: bool,
+    /// When that hold lapses without a refresh (refresh start + ttl). An
+    /// HA loop stuck past it (a hung DCS call, a frozen process) must not
+    /// keep a load balancer sending writes here: Patroni's `is_leader()`
+    /// compares the same deadline with the clock. `None`: no bound known.
+    pub leader_expiry: Option<Instant>,
     /// The last cluster view read from the DCS, kept even once it is too old
     /// to trust (then `cluster_valid` is false): `/config`, `/history`,
     /// `/failsafe` and the global settings still come from it, as Patroni's
@@ -204,6 +211,7 @@ impl NodeStatus {
                 query: None,
             },
             is_leader: false,
+            leader_expiry: None,
             cluster: None,
             cluster_valid: false,
             dcs_last_seen: 0,
@@ -345,6 +353,17 @@ impl NodeStatus {
     }
 
     /// `latest_end_lsn` of the WAL receiver, 0 when unknown.
+    /// Patroni's `ha.is_leader()`: the key was ours at the last cycle and
+    /// its ttl has not run out since.
+    pub fn holds_leader(&self) -> bool {
+        self.holds_leader_at(Instant::now())
+    }
+
+    /// [`NodeStatus::holds_leader`] at `now`.
+    pub fn holds_leader_at(&self, now: Instant) -> bool {
+        self.is_leader && self.leader_expiry.is_none_or(|expiry| now < expiry)
+    }
+
     pub fn latest_end_lsn(&self) -> i64 {
         self.postgres
             .query
@@ -364,20 +383,6 @@ impl NodeStatus {
     /// `cluster_unlocked`: no valid view, or nobody holds the leader key.
     pub fn cluster_unlocked(&self) -> bool {
         self.valid_cluster().is_none_or(Cluster::is_unlocked)
-    }
-}
-
-/// Hands out the latest [`NodeStatus`]. Readers never block: `current()`
-/// clones an `Arc` out of a `watch` channel, whose lock is only held for
-/// the swap by the publisher.
-#[derive(Debug, Clone)]
-pub struct StatusReader {
-    rx: watch::Receiver<Arc<NodeStatus>>,
-}
-
-impl StatusReader {
-    pub fn current(&self) -> Arc<NodeStatus> {
-        self.rx.borrow().clone()
     }
 }
 
@@ -447,72 +452,6 @@ fn process_alive(pid: u32) -> bool {
         ),
         // No procfs: the signal check is all there is.
         Err(_) => true,
-    }
-}
-
-/// The HA loop's side: publish a new snapshot after every change. A clone
-/// publishes into the same channel (the probe holds one).
-#[derive(Debug, Clone)]
-pub struct StatusPublisher {
-    tx: watch::Sender<Arc<NodeStatus>>,
-}
-
-impl StatusPublisher {
-    /// Start with `initial`; hand the reader to the API server.
-    pub fn new(initial: NodeStatus) -> (StatusPublisher, StatusReader) {
-        let (tx, rx) = watch::channel(Arc::new(initial));
-        (StatusPublisher { tx }, StatusReader { rx })
-    }
-
-    /// Replace the snapshot. When the one published now carries an older
-    /// PostgreSQL confirmation than the current one (the probe confirmed
-    /// after the HA loop's query) for the same running postmaster, the
-    /// newer PostgreSQL part is kept.
-    pub fn publish(&self, mut status: NodeStatus) {
-        self.tx.send_modify(|current| {
-            let newer = match (current.pg_confirmed_at, status.pg_confirmed_at) {
-                (Some(probe), Some(ha)) => probe > ha,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if newer
-                && current.postgres.query.is_some()
-                && current.postmaster_pid.is_some()
-                && current.postmaster_pid == status.postmaster_pid
-                && status.postgres.state == "running"
-            {
-                status.postgres.query = current.postgres.query.clone();
-                status.pg_confirmed_at = current.pg_confirmed_at;
-            }
-            *current = Arc::new(status);
-        });
-    }
-
-    /// The probe's side: PostgreSQL answered `query` at `at`, asked through
-    /// a connection to the postmaster `pid`. Applied only while the
-    /// published snapshot still describes that postmaster as running (the
-    /// HA loop owns the state; a stop or restart in between wins). Returns
-    /// whether the snapshot changed.
-    pub fn confirm_query(&self, pid: u32, query: PgQuery, at: Instant) -> bool {
-        self.tx.send_if_modified(|current| {
-            let applies = current.postmaster_pid == Some(pid)
-                && current.postgres.state == "running"
-                && current.pg_confirmed_at.is_none_or(|t| t < at);
-            if applies {
-                let mut s = NodeStatus::clone(current);
-                s.postgres.query = Some(query);
-                s.pg_confirmed_at = Some(at);
-                *current = Arc::new(s);
-            }
-            applies
-        })
-    }
-
-    /// A new reader, e.g. for another consumer.
-    pub fn reader(&self) -> StatusReader {
-        StatusReader {
-            rx: self.tx.subscribe(),
-        }
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod case_insensitive;
 pub mod effective;
 pub mod env;
+pub mod generate;
 pub mod pytext;
 pub mod sample;
 pub mod units;

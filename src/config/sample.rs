@@ -28,6 +28,10 @@ pub enum SampleError {
     PostgresVersion(String),
     #[error("Unexpected exception: {0}")]
     Unexpected(String),
+    /// A generator's own refusal, shown as it is (Patroni's
+    /// `PatroniException` text).
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn s(v: &str) -> Value {
@@ -93,8 +97,11 @@ fn postgres_major(bin_dir: &str, bin_name: &str) -> Result<i64, SampleError> {
     })
 }
 
-/// The sample configuration text (no trailing newline, like Patroni's).
-pub fn generate(env: &[(String, String)]) -> Result<String, SampleError> {
+/// The starting point of both generators (Patroni's
+/// `get_template_config`): this host's name and address, logging
+/// defaults, `#FIXME` placeholders, the default dynamic configuration as
+/// `bootstrap.dcs`, and the `PATRONI_*` environment applied on top.
+pub(crate) fn template(env: &[(String, String)]) -> Result<Map, SampleError> {
     let (hostname, ip) = host_address();
     let mut config = match map(vec![
         ("scope", s(NO_VALUE)),
@@ -166,7 +173,12 @@ pub fn generate(env: &[(String, String)]) -> Result<String, SampleError> {
     local.entry_map("bootstrap").set("dcs", Value::Map(dynamic));
     local.entry_map("postgresql");
     patch_config(&mut config, &local);
+    Ok(config)
+}
 
+/// The sample configuration text (no trailing newline, like Patroni's).
+pub fn generate(env: &[(String, String)]) -> Result<String, SampleError> {
+    let mut config = template(env)?;
     let pg = config.entry_map("postgresql");
     let bin_dir = pg.get("bin_dir").map(|v| v.to_string()).unwrap_or_default();
     let bin_name = pg
@@ -247,7 +259,7 @@ fn block(name: &str, value: &Value, prefix: &str) -> String {
     )
 }
 
-fn format_sections(mut config: Map) -> String {
+pub(crate) fn format_sections(mut config: Map) -> String {
     let mut lines: Vec<String> = Vec::new();
     let section = |lines: &mut Vec<String>, config: &Map, name: &str| {
         if let Some(v) = config.get(name) {

@@ -78,6 +78,9 @@ impl Daemon {
             }
             _ => cluster,
         };
+        // After the read: a new ttl from `/config` reaches the device at
+        // this cycle's keepalive.
+        self.watchdog.reload(self.watchdog_config());
         if self.adopt_global_settings(&cluster) && self.pg.is_running() {
             // Synchronous mode was switched: the setting changes hands.
             if let Err(e) = self.rewrite_files().await.and_then(|()| self.pg.reload()) {
@@ -135,6 +138,13 @@ impl Daemon {
         if !self.is_leader || self.cfg.ha.paused {
             self.fence.disarm();
         }
+        // The watchdog guards a running primary only: off in pause, off
+        // once we neither lead nor run a primary. (A primary that failed
+        // to stop keeps it armed, so the machine resets.)
+        let guards_a_primary = self.is_leader || (pg.running && pg.is_primary);
+        if self.cfg.ha.paused || !guards_a_primary {
+            self.watchdog.disable();
+        }
         self.touch_member(&pg).await;
         message
     }
@@ -148,13 +158,16 @@ impl Daemon {
         if cluster.config.is_some() {
             self.adopt_config_flags(cluster);
         }
+        let feedback = self.hot_standby_feedback_wanted(cluster);
+        let feedback_changed = feedback != self.pg.enforce_hot_standby_feedback;
+        self.pg.enforce_hot_standby_feedback = feedback;
         let mode = self
             .cfg
             .ha
             .synchronous_mode
             .then(|| super::sync::sync_settings(cluster).strict);
         if self.pg.sync_mode == mode {
-            return false;
+            return feedback_changed;
         }
         self.pg.sync_mode = mode;
         if mode.is_none() {
@@ -162,6 +175,26 @@ impl Daemon {
             self.sync_tracker.reset();
         }
         true
+    }
+
+    /// Patroni re-evaluates this whenever `/config` exists; without one
+    /// the last answer stands.
+    fn hot_standby_feedback_wanted(&self, cluster: &Cluster) -> bool {
+        if cluster.config.is_none() {
+            return self.pg.enforce_hot_standby_feedback;
+        }
+        let version = self
+            .pg
+            .major_version()
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0);
+        let settings = super::slots::plan::SlotSettings::from_cluster(cluster, version);
+        super::slots::feedback::enforce_hot_standby_feedback(
+            cluster,
+            &self.cfg.name,
+            &self.published_tags(),
+            &settings,
+        )
     }
 
     fn adopt_config_flags(&mut self, cluster: &Cluster) {
@@ -198,8 +231,12 @@ impl Daemon {
         pg: &LocalPg,
     ) -> Result<String, CycleEnd> {
         let me = self.me();
+        self.cfg.ha.watchdog_unusable = !self.watchdog.is_healthy();
         let settings = self.cfg.ha.clone();
-        let mut facts = Facts::default();
+        let mut facts = Facts {
+            watchdog_armed: self.watchdog.is_running().then_some(true),
+            ..Facts::default()
+        };
         for _ in 0..MAX_QUERIES {
             match decide(&cluster, &me, pg, &settings, &facts) {
                 Step::Query(q) => {
@@ -273,6 +310,7 @@ impl Daemon {
                 if ok {
                     self.lease_renewed(started);
                     self.write_failsafe_topology(cluster).await;
+                    self.watchdog.keepalive();
                 }
                 facts.lock_refreshed = Some(ok);
             }
@@ -346,6 +384,7 @@ impl Daemon {
             Query::PostFailsafe(peers) => {
                 facts.failsafe_accepted = Some(self.ask_failsafe_members(&peers).await);
             }
+            Query::ActivateWatchdog => facts.watchdog_armed = Some(self.watchdog.activate()),
             Query::CurrentTime => facts.now = Some(chrono::Utc::now()),
             Query::SleepUntil(at) => {
                 let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
@@ -732,6 +771,13 @@ impl Daemon {
             log::error!(target: "patroni.ha", "shutdown: {e}");
         }
         self.end_sync_release();
+        if self.pg.is_running() && !self.cfg.ha.paused {
+            if self.watchdog.is_running() {
+                log::error!(target: "patroni.ha", "PostgreSQL shutdown failed, leader key not removed. Leaving watchdog running.");
+            }
+        } else {
+            self.watchdog.disable();
+        }
         self.publish();
     }
 

@@ -344,6 +344,8 @@ impl Daemon {
         // Nobody may take over before `at + ttl`: every member accepted us
         // for that long, and the DCS does not answer anyone.
         self.lease_renewed(at);
+        // As after a refresh of the key (Patroni pings it here too).
+        self.watchdog.keepalive();
     }
 
     /// Hand the REST API's `POST /failsafe` handler our current state.

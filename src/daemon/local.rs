@@ -83,6 +83,9 @@ pub struct LocalPostgres {
     pub block_callbacks: bool,
     /// Synchronous mode is on: `Some(synchronous_mode_strict)`.
     pub sync_mode: Option<bool>,
+    /// `hot_standby_feedback = on` is forced into `postgresql.conf`
+    /// (permanent logical slot copies here or downstream).
+    pub enforce_hot_standby_feedback: bool,
     /// The last observation found the postmaster alive but the monitoring
     /// query failed.
     pub query_failed: bool,
@@ -136,6 +139,7 @@ impl LocalPostgres {
             started_at: None,
             pending_restart_reason: serde_json::Map::new(),
             sync_mode: None,
+            enforce_hot_standby_feedback: false,
             ssn: None,
             query_failed: false,
         })
@@ -349,7 +353,7 @@ impl LocalPostgres {
             pg_version,
             role,
             source,
-            enforce_hot_standby_feedback: false,
+            enforce_hot_standby_feedback: self.enforce_hot_standby_feedback,
             sync: self
                 .sync_mode
                 .map(|strict| crate::postgres::params::SyncState {

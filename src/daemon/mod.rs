@@ -46,6 +46,7 @@ pub mod requests;
 pub mod slots;
 mod standby;
 mod sync;
+mod watchdog;
 
 use local::LocalPostgres;
 use node::NodeConfig;
@@ -65,6 +66,11 @@ pub struct Daemon {
     dcs_last_seen: i64,
     /// We hold the leader key (as of the last cycle).
     is_leader: bool,
+    /// The watchdog device, armed while this node acts as primary.
+    watchdog: watchdog::Watchdog,
+    /// When the leader key we last refreshed expires unrefreshed: the
+    /// refresh's start plus ttl (Patroni's `_leader_expiry`).
+    leader_expiry: Option<std::time::Instant>,
     /// The system identifier, once the data directory has one.
     sysid: Option<String>,
     /// Seconds since the epoch when the next cycle is due.
@@ -153,7 +159,21 @@ fn sd_notify(state: &str) {
     }
 }
 
+/// The watchdog settings under the current configuration and timing.
+fn watchdog_config(cfg: &NodeConfig) -> watchdog::WatchdogConfig {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    watchdog::WatchdogConfig::read(
+        &cfg.effective,
+        secs(cfg.timing.ttl),
+        secs(cfg.timing.loop_wait),
+    )
+}
+
 impl Daemon {
+    fn watchdog_config(&self) -> watchdog::WatchdogConfig {
+        watchdog_config(&self.cfg)
+    }
+
     fn status_base(&self) -> NodeStatus {
         let mut s = NodeStatus::new(&self.cfg.scope, &self.cfg.name);
         s.tags = self.cfg.tags.clone();
@@ -171,6 +191,8 @@ impl Daemon {
             query: self.pg.pg_query(),
         };
         s.is_leader = self.is_leader;
+        s.watchdog_failed = !self.watchdog.is_healthy();
+        s.leader_expiry = self.is_leader.then_some(self.leader_expiry).flatten();
         // The API checks this pid on every request, so a postmaster that
         // died since the last cycle is reported at once.
         s.postmaster_pid = self.pg.postmaster_pid().and_then(|p| u32::try_from(p).ok());
@@ -203,7 +225,8 @@ const STREAMING_WINDOW: Duration = Duration::from_secs(30);
 impl Daemon {
     /// A refresh (or acquisition) of the leader key that started at
     /// `started` succeeded: move the fence's deadline.
-    fn lease_renewed(&self, started: tokio::time::Instant) {
+    fn lease_renewed(&mut self, started: tokio::time::Instant) {
+        self.leader_expiry = Some(started.into_std() + self.cfg.timing.ttl);
         if self.cfg.ha.paused {
             self.fence.disarm();
             return;
@@ -328,6 +351,7 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         requests: requests_tx,
     });
     let cfg_data_dir = cfg.data_dir.clone();
+    let watchdog = watchdog::Watchdog::new(watchdog_config(&cfg)).map_err(StartupError::Config)?;
     let (probe_params, probe_publisher) = (pg.monitor.params().clone(), publisher.clone());
     let mut daemon = Daemon {
         config,
@@ -341,6 +365,8 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         cluster_valid: false,
         dcs_last_seen: 0,
         is_leader: false,
+        watchdog,
+        leader_expiry: None,
         sysid: None,
         next_run: 0.0,
         fatal: None,

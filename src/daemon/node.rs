@@ -131,9 +131,8 @@ impl NodeConfig {
                 .get("synchronous_mode")
                 .is_some_and(|v| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("quorum"))),
             failsafe_mode: flag(effective, "failsafe_mode", false),
-            watchdog_required: section(effective, "watchdog")
-                .and_then(|w| text(w, "mode"))
-                .is_some_and(|m| m.eq_ignore_ascii_case("required")),
+            // Set by the daemon each cycle from the device.
+            watchdog_unusable: false,
             bootstrap_configured: effective.contains_key("bootstrap"),
             primary_start_timeout: effective
                 .get("primary_start_timeout")

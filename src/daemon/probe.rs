@@ -86,11 +86,18 @@ fn monitor(params: &ConnParams) -> Arc<PgMonitor> {
 
 async fn run(mut params: watch::Receiver<ConnParams>, publisher: StatusPublisher) {
     let reader: StatusReader = publisher.reader();
+    let signal = publisher.probe_signal();
     let mut monitor = monitor(&params.borrow_and_update());
     let mut ticks = tokio::time::interval(PG_PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        // Every interval, and at once when a request wants a fresh answer
+        // (`GET /patroni`); requests arriving while a query runs are
+        // served by the next one.
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = signal.wanted.notified() => {}
+        }
         if params.has_changed().unwrap_or(false) {
             monitor.close().await;
             monitor = self::monitor(&params.borrow_and_update());
@@ -107,9 +114,15 @@ async fn run(mut params: watch::Receiver<ConnParams>, publisher: StatusPublisher
                 continue;
             }
         };
-        match monitor.cluster_info().await {
+        // The answer is as fresh as the query's start: a request that
+        // came in while the query ran waits for the next one.
+        let started = Instant::now();
+        signal.begin(started);
+        let answer = monitor.cluster_info().await;
+        signal.end();
+        match answer {
             Ok(info) => {
-                publisher.confirm_query(pid, pg_query_of(&info), Instant::now());
+                publisher.confirm_query(pid, pg_query_of(&info), started);
             }
             Err(e) => log::debug!(target: "patroni.api", "status probe failed: {e}"),
         }

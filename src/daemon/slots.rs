@@ -19,6 +19,7 @@
 //! (Patroni copies the slot files and restarts the replica).
 
 mod copy;
+pub mod feedback;
 pub mod plan;
 
 use std::collections::BTreeMap;

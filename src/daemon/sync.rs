@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::config::units::{parse_bool, parse_int};
 use crate::config::Value;
 use crate::dcs::DcsError;
+use crate::ha::quorum::{self, QuorumInput, TransitionKind};
 use crate::ha::sync::{
     assign_confirmed, plan_multisync, ssn_value, CurrentSync, Log, NameSet, SyncOp, SyncSettings,
     WalSender,
@@ -59,6 +60,7 @@ pub(super) fn sync_settings(cluster: &Cluster) -> SyncSettings {
             .and_then(|v| parse_int(&v, None))
             .unwrap_or(-1),
         strict,
+        quorum: crate::api::status::GlobalView::from_cluster(cluster).is_quorum_commit_mode(),
     }
 }
 
@@ -82,6 +84,15 @@ impl Daemon {
             return Ok(());
         }
         let settings = sync_settings(cluster);
+        if settings.quorum {
+            if self
+                .sync_tracker
+                .quorum_due(std::time::Instant::now(), self.cfg.timing.loop_wait)
+            {
+                return self.process_quorum_replication(cluster, &settings).await;
+            }
+            return Ok(());
+        }
         let state = self.sync_current_state(cluster, &settings).await?;
         let ops = plan_multisync(&self.cfg.name, &cluster.sync, &state, &settings);
         let mut version = cluster.sync.version;
@@ -129,6 +140,117 @@ impl Daemon {
         Ok(())
     }
 
+    /// Quorum commit (Patroni's `_process_quorum_replication`): claim
+    /// `/sync` if nobody did, then make the resolver's writes in order. A
+    /// refused write or a broken state ends the attempt; a restart hint
+    /// (standbys just listed, none confirmed yet) reads the state again a
+    /// second later, within one `loop_wait`.
+    async fn process_quorum_replication(
+        &mut self,
+        cluster: &Cluster,
+        settings: &SyncSettings,
+    ) -> Result<(), LocalError> {
+        let started = std::time::Instant::now();
+        let loop_wait = self.cfg.timing.loop_wait;
+        let timed_out = |extra: Duration| started.elapsed() + extra >= loop_wait;
+        let mut version = cluster.sync.version;
+        let (mut leader, mut quorum_now, mut voters) = if cluster.sync.is_empty() {
+            let me = self.cfg.name.clone();
+            match self
+                .write_sync_state(&me, &NameSet::default(), 0, version)
+                .await
+            {
+                Some(v) => {
+                    log::info!(target: "patroni.ha", "Enabled synchronous replication");
+                    version = Some(v);
+                    (me, 0, NameSet::default())
+                }
+                None => {
+                    log::warn!(target: "patroni.ha", "Updating sync state failed");
+                    return Ok(());
+                }
+            }
+        } else {
+            (
+                cluster.sync.leader.clone().unwrap_or_default(),
+                cluster.sync.quorum,
+                cluster.sync.members().into_iter().collect(),
+            )
+        };
+        // Patroni raises the factor to this when fewer standbys exist:
+        // strict mode never lets commits go unacknowledged.
+        let min_sync = i64::from(settings.strict);
+        loop {
+            let state = self.sync_current_state(cluster, settings).await?;
+            let input = QuorumInput {
+                leader: leader.clone(),
+                quorum: quorum_now,
+                voters: voters.clone(),
+                numsync: state.numsync,
+                sync: state.sync.clone(),
+                numsync_confirmed: state.sync_confirmed.len() as i64,
+                active: state.active.clone(),
+                sync_wanted: settings.node_count,
+                leader_wanted: self.cfg.name.clone(),
+            };
+            let plan = match quorum::resolve(&input) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    log::warn!(target: "patroni.quorum", "cannot resolve the quorum state: {e}");
+                    return Ok(());
+                }
+            };
+            for w in &plan.warnings {
+                log::warn!(target: "patroni.quorum", "{w}");
+            }
+            let mut restart = false;
+            for t in plan.transitions {
+                if timed_out(Duration::ZERO) {
+                    return Ok(());
+                }
+                let listed = t.names.sorted().join(", ");
+                match t.kind {
+                    TransitionKind::Quorum => {
+                        log::info!(target: "patroni.ha",
+                            "Setting leader to {}, quorum to {} of {} ({listed})",
+                            t.leader, t.num, t.names.len());
+                        match self
+                            .write_sync_state(&t.leader, &t.names, t.num, version)
+                            .await
+                        {
+                            Some(v) => version = Some(v),
+                            None => {
+                                log::info!(target: "patroni.ha",
+                                    "Synchronous replication key updated by someone else.");
+                                return Ok(());
+                            }
+                        }
+                        (leader, quorum_now, voters) = (t.leader, t.num, t.names);
+                    }
+                    TransitionKind::Sync => {
+                        log::info!(target: "patroni.ha",
+                            "Setting synchronous replication to {} of {} ({listed})",
+                            t.num, t.names.len());
+                        let mut num = t.num;
+                        if num < min_sync {
+                            log::warn!(target: "patroni.ha",
+                                "Replication factor {} requested, but {num} synchronous standbys available. Commits will be delayed.",
+                                min_sync + 1);
+                            num = min_sync;
+                        }
+                        self.set_ssn(quorum::quorum_ssn_value(&t.names, num))
+                            .await?;
+                    }
+                    TransitionKind::Restart => restart = true,
+                }
+            }
+            if !restart || timed_out(Duration::from_secs(1)) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Synchronous mode was turned off: drop `/sync`, give the setting
     /// back to the configuration.
     pub(super) async fn disable_sync_replication(
@@ -150,6 +272,19 @@ impl Daemon {
     /// strict) until standbys are confirmed. False when the key changed
     /// under us.
     pub(super) async fn claim_sync_for_promote(&mut self, cluster: &Cluster) -> bool {
+        let settings = sync_settings(cluster);
+        if settings.quorum {
+            // Quorum commit: `/sync` stays as it is (the resolver moves it
+            // to us after the promotion); PostgreSQL must wait for enough
+            // of the old voters from the first commit on.
+            self.sync_tracker.reset();
+            let (names, num) =
+                quorum::prepromote_ssn(&cluster.sync, &self.cfg.name, settings.strict);
+            if let Err(e) = self.set_ssn(quorum::quorum_ssn_value(&names, num)).await {
+                log::warn!(target: "patroni.ha", "cannot set synchronous_standby_names: {e}");
+            }
+            return true;
+        }
         if self
             .write_sync(&NameSet::default(), cluster.sync.version)
             .await
@@ -168,7 +303,20 @@ impl Daemon {
     /// Write `/sync` naming us and `members`; the new version, or `None`
     /// when the compare-and-set was refused or the DCS failed.
     async fn write_sync(&self, members: &NameSet, version: Option<i64>) -> Option<i64> {
-        let value = SyncState::new(&self.cfg.name, &members.sorted(), 0).to_node();
+        let me = self.cfg.name.clone();
+        self.write_sync_state(&me, members, 0, version).await
+    }
+
+    /// Write `/sync` as `{"leader", "quorum", "sync_standby"}` (the
+    /// standbys sorted, comma-separated, `null` when none).
+    async fn write_sync_state(
+        &self,
+        leader: &str,
+        members: &NameSet,
+        quorum: i64,
+        version: Option<i64>,
+    ) -> Option<i64> {
+        let value = SyncState::new(leader, &members.sorted(), quorum).to_node();
         match self.dcs.set_sync_state_value(&value, version).await {
             Ok(v) => Some(v),
             Err(DcsError::CasFailed) => None,
@@ -191,7 +339,9 @@ impl Daemon {
         }
         self.rewrite_files().await?;
         self.pg.reload()?;
-        if value.as_deref().is_some_and(|v| v != "*") && self.pg.role == "primary" {
+        // `*` (alone or in `ANY n (*)`) names no standby to track.
+        let star = |v: &str| v == "*" || v.ends_with("(*)");
+        if value.as_deref().is_some_and(|v| !star(v)) && self.pg.role == "primary" {
             // Usually applied within a millisecond; then take the mark
             // the newly listed standbys must reach.
             tokio::time::sleep(Duration::from_millis(100)).await;

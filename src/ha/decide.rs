@@ -22,12 +22,11 @@
 //! A standby cluster ([`standby`]) has a standby leader that streams from
 //! a remote primary instead of a primary.
 //!
+//! The watchdog's part ([`watchdog`]) is asked of the executor before a
+//! node acts as primary.
+//!
 //! DCS failsafe mode ([`failsafe`]) keeps a primary running through a DCS
 //! outage when every member accepts it ([`decide_dcs_error`]).
-//!
-//! Not covered yet: quorum commit and a required watchdog. Those are
-//! [`Step::Unsupported`], which the executor must treat as "do nothing and
-//! say so", never as a decision.
 
 mod failover;
 pub mod failsafe;
@@ -35,6 +34,7 @@ mod offline;
 mod running;
 mod standby;
 mod stop;
+mod watchdog;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -119,7 +119,9 @@ pub struct HaSettings {
     /// `synchronous_mode: quorum`.
     pub quorum_commit: bool,
     pub failsafe_mode: bool,
-    pub watchdog_required: bool,
+    /// `watchdog.mode: required` and the device cannot be used (the
+    /// daemon refreshes it every cycle): this node does not race.
+    pub watchdog_unusable: bool,
     /// The local configuration has a `bootstrap` section: without one a
     /// node never races to initialize a new cluster.
     pub bootstrap_configured: bool,
@@ -147,7 +149,7 @@ impl Default for HaSettings {
             synchronous_mode: false,
             quorum_commit: false,
             failsafe_mode: false,
-            watchdog_required: false,
+            watchdog_unusable: false,
             bootstrap_configured: false,
             primary_start_timeout: 300,
             loop_wait: 10,
@@ -183,6 +185,9 @@ pub struct Facts {
     pub config_written: bool,
     /// Result of [`Query::PostFailsafe`]: every member accepted.
     pub failsafe_accepted: Option<bool>,
+    /// Result of [`Query::ActivateWatchdog`], or `Some(true)` filled in
+    /// by the executor when the watchdog already runs.
+    pub watchdog_armed: Option<bool>,
 }
 
 /// A `follow()` that needs the cluster re-read first (the leader race was
@@ -237,6 +242,9 @@ pub enum Query {
     /// one retry). Answer in `Facts::failsafe_accepted`: true only when
     /// every one answered 200 `Accepted`.
     PostFailsafe(Vec<failsafe::FailsafePeer>),
+    /// About to act as primary: arm the watchdog (see
+    /// [`watchdog`]); answer in `Facts::watchdog_armed`.
+    ActivateWatchdog,
 }
 
 /// How to stop being primary.
@@ -426,6 +434,24 @@ fn sync_mode_active(cluster: &Cluster, settings: &HaSettings) -> bool {
     settings.synchronous_mode && !cluster.sync.is_empty()
 }
 
+/// Quorum commit is on and the leader has claimed `/sync` (Patroni's
+/// `quorum_commit_mode_is_active`): the key's `quorum` and voters rule
+/// the leader race and failover checks.
+fn quorum_active(cluster: &Cluster, settings: &HaSettings) -> bool {
+    settings.quorum_commit && !cluster.sync.is_empty()
+}
+
+/// The voting set of quorum commit: the leader `/sync` names, then its
+/// voters (Patroni's `SyncState.members`); empty when `/sync` is.
+fn quorum_voting_set(cluster: &Cluster) -> Vec<String> {
+    match &cluster.sync.leader {
+        Some(leader) => std::iter::once(leader.clone())
+            .chain(cluster.sync.members())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// What a running primary with the key does about synchronous
 /// replication each cycle (the sync part of Patroni's
 /// `enforce_primary_role`).
@@ -559,12 +585,6 @@ fn decide_cycle(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.quorum_commit {
-        return Step::Unsupported("quorum commit (synchronous_mode: quorum)".into());
-    }
-    if settings.watchdog_required {
-        return Step::Unsupported("a required watchdog".into());
-    }
     if let Some(step) = offline::before_running(cluster, me, pg, settings, facts) {
         return step;
     }
@@ -620,3 +640,7 @@ mod notes_tests;
 #[cfg(test)]
 #[path = "decide/sync_tests.rs"]
 mod sync_tests;
+
+#[cfg(test)]
+#[path = "decide/watchdog_tests.rs"]
+mod watchdog_tests;

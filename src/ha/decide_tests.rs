@@ -77,6 +77,11 @@ pub(crate) struct Script {
     pub(crate) now: chrono::DateTime<chrono::Utc>,
     /// The answer to [`Query::ClaimSyncForPromote`].
     pub(crate) sync_claim: bool,
+    /// `Some(true)`: the watchdog already runs (nothing is asked);
+    /// `None`: [`Query::ActivateWatchdog`] is asked and answered with
+    /// `watchdog_activates`.
+    pub(crate) watchdog_running: Option<bool>,
+    pub(crate) watchdog_activates: bool,
 }
 
 /// Run one cycle to its decision, recording the queries asked.
@@ -87,7 +92,10 @@ pub(crate) fn cycle(
     settings: &HaSettings,
     script: &Script,
 ) -> (Step, Vec<Query>) {
-    let mut facts = Facts::default();
+    let mut facts = Facts {
+        watchdog_armed: script.watchdog_running,
+        ..Facts::default()
+    };
     let mut asked = Vec::new();
     let mut current = c.clone();
     for _ in 0..10 {
@@ -110,6 +118,9 @@ pub(crate) fn cycle(
                     Query::WriteDynamicConfig => facts.config_written = true,
                     // Only asked without a DCS (`decide_dcs_error`).
                     Query::PostFailsafe(_) => facts.failsafe_accepted = Some(false),
+                    Query::ActivateWatchdog => {
+                        facts.watchdog_armed = Some(script.watchdog_activates)
+                    }
                 }
             }
             other => return (other, asked),
@@ -133,6 +144,8 @@ pub(crate) fn script() -> Script {
         reloaded: cluster(Some("n2")),
         now: NOW.parse().expect("a valid time"),
         sync_claim: true,
+        watchdog_running: Some(true),
+        watchdog_activates: true,
     }
 }
 
@@ -425,34 +438,6 @@ fn a_primary_behind_the_cluster_timeline_does_not_retake_the_lock() {
             message: "acquired session lock as a leader".into()
         }
     );
-}
-
-#[test]
-fn situations_not_covered_yet_are_refused_not_guessed() {
-    let pg = replica_pg(5000);
-    let me2 = me("n2", json!({}));
-    for settings in [
-        HaSettings {
-            synchronous_mode: true,
-            quorum_commit: true,
-            ..HaSettings::default()
-        },
-        HaSettings {
-            watchdog_required: true,
-            ..HaSettings::default()
-        },
-    ] {
-        assert!(matches!(
-            decide(
-                &cluster(Some("n1")),
-                &me2,
-                &pg,
-                &settings,
-                &Facts::default()
-            ),
-            Step::Unsupported(_)
-        ));
-    }
 }
 
 /// Invariants over every combination of the covered inputs, with and

@@ -7,6 +7,9 @@
 //! outcome, so every decision is tested on its output with no mocks.
 //!
 //! - [`race`]: the leader race (Patroni's `_is_healthiest_node`).
+//! - [`sync`], [`quorum`]: synchronous replication and quorum commit on
+//!   the primary (which standbys the key and the setting name, and in
+//!   which order they change).
 //! - [`decide`]: one cycle's decision as a conversation with the executor
 //!   (bootstrap, replica creation, recovery of a stopped PostgreSQL, the
 //!   leader key, manual failover and switchover, pause mode), plus the
@@ -14,6 +17,7 @@
 //!   DCS ([`decide::decide_dcs_error`]).
 
 pub mod decide;
+pub mod quorum;
 pub mod race;
 #[cfg(test)]
 mod sim;

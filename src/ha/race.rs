@@ -119,6 +119,8 @@ pub struct RaceInput<'a> {
     pub check_replication_lag: bool,
     pub check_timeline: bool,
     pub standby_cluster: bool,
+    /// This node's required watchdog cannot be used: it must not lead.
+    pub watchdog_unusable: bool,
     /// Synchronous mode (either kind) is on and `sync` names a leader.
     pub sync_mode_active: bool,
     pub quorum_commit_active: bool,
@@ -129,9 +131,10 @@ pub struct RaceInput<'a> {
     /// Statuses of the members that have an `api_url` (others are skipped
     /// by the caller), excluding this node.
     pub peers: &'a [PeerStatus],
-    /// Names listed as voters in `sync` (quorum commit); nofailover
+    /// The voting set in quorum commit: the leader `sync` names and its
+    /// voters (Patroni's `SyncState.members`); nofailover
     /// members in it still count.
-    pub voters: &'a [String],
+    pub voters: Vec<String>,
 }
 
 /// The outcome and the lines Patroni would log on the way.
@@ -173,8 +176,12 @@ pub fn is_healthiest_node(input: &RaceInput<'_>) -> Verdict {
             Some(_) => {}
         }
     }
+    if input.watchdog_unusable {
+        log.push("Watchdog device is not usable".into());
+        return no(log);
+    }
     let (quorum, voting_set): (i64, &[String]) = if input.quorum_commit_active {
-        (input.sync.quorum, input.voters)
+        (input.sync.quorum, &input.voters)
     } else {
         (0, &[])
     };

@@ -39,6 +39,7 @@ struct Scenario {
     check_timeline: bool,
     standby: bool,
     sync_active: bool,
+    watchdog_unusable: bool,
     quorum_active: bool,
     sync: SyncState,
     former_leader: Option<&'static str>,
@@ -58,6 +59,7 @@ impl Default for Scenario {
             check_timeline: false,
             standby: false,
             sync_active: false,
+            watchdog_unusable: false,
             quorum_active: false,
             sync: SyncState::default(),
             former_leader: Some("n0"),
@@ -79,12 +81,13 @@ fn run(s: &Scenario) -> Verdict {
         check_replication_lag: s.check_lag,
         check_timeline: s.check_timeline,
         standby_cluster: s.standby,
+        watchdog_unusable: s.watchdog_unusable,
         sync_mode_active: s.sync_active,
         quorum_commit_active: s.quorum_active,
         sync: &s.sync,
         former_leader: s.former_leader,
         peers: &s.peers,
-        voters: &s.voters,
+        voters: s.voters.clone(),
     })
 }
 
@@ -94,6 +97,12 @@ const CASES: &[Case] = &[
         setup: |_| {},
         healthiest: true,
         logs: None,
+    },
+    Case {
+        name: "a required watchdog that cannot be used",
+        setup: |s| s.watchdog_unusable = true,
+        healthiest: false,
+        logs: Some("Watchdog device is not usable"),
     },
     Case {
         name: "lagging past maximum_lag_on_failover",

@@ -1,5 +1,7 @@
 //! Synchronous replication on the primary (`synchronous_mode: on`, one or
-//! more synchronous standbys; quorum commit is not covered yet).
+//! more synchronous standbys). Quorum commit (`synchronous_mode: quorum`)
+//! shares the reading of PostgreSQL's state ([`SyncTracker`]) and orders
+//! its writes in [`super::quorum`].
 //!
 //! Two places name the synchronous standbys: PostgreSQL's
 //! `synchronous_standby_names` (what commits wait for) and the `/sync` key
@@ -71,6 +73,30 @@ impl NameSet {
             .filter(|n| other.contains(n))
             .cloned()
             .collect()
+    }
+
+    /// The names of `self` and then those of `other` it lacks.
+    pub fn union(&self, other: &NameSet) -> NameSet {
+        self.0.iter().chain(other.0.iter()).cloned().collect()
+    }
+
+    /// The names of `self` that `other` does not have, in `self`'s order.
+    pub fn difference(&self, other: &NameSet) -> NameSet {
+        self.0
+            .iter()
+            .filter(|n| !other.contains(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Every name of `self` is in `other`.
+    pub fn is_subset(&self, other: &NameSet) -> bool {
+        self.0.iter().all(|n| other.contains(n))
+    }
+
+    /// A subset of `other` that is smaller than it (Python's `<`).
+    pub fn is_proper_subset(&self, other: &NameSet) -> bool {
+        self.len() < other.len() && self.is_subset(other)
     }
 
     /// The names, sorted (the order of the `/sync` key and of the setting).
@@ -294,6 +320,9 @@ pub struct SyncSettings {
     pub maximum_lag_on_syncnode: i64,
     /// `synchronous_mode_strict`.
     pub strict: bool,
+    /// `synchronous_mode: quorum` (PostgreSQL reports the listed
+    /// standbys as `quorum` rather than `sync`).
+    pub quorum: bool,
 }
 
 /// What PostgreSQL does now and could do (Patroni's `_SyncState`).
@@ -319,6 +348,8 @@ pub struct SyncTracker {
     ssn: Ssn,
     primary_flush_lsn: i64,
     ready: NameSet,
+    /// Quorum commit: when this primary first ran the resolver.
+    quorum_started: Option<std::time::Instant>,
 }
 
 /// What [`SyncTracker::note_ssn`] found.
@@ -366,6 +397,21 @@ impl SyncTracker {
         *self = SyncTracker::default();
     }
 
+    /// Quorum commit: may the resolver run `now`? The first time as
+    /// primary it runs at once (to publish what was set before the
+    /// promotion); then it waits `loop_wait`, so that the standbys have
+    /// time to connect to the new primary before they are dropped from
+    /// the key (Patroni's `_promote_timestamp`).
+    pub fn quorum_due(&mut self, now: std::time::Instant, loop_wait: std::time::Duration) -> bool {
+        match self.quorum_started {
+            None => {
+                self.quorum_started = Some(now);
+                true
+            }
+            Some(t) => now.saturating_duration_since(t) > loop_wait,
+        }
+    }
+
     /// Patroni's `current_state`: from the WAL senders, which standbys
     /// are synchronous now and which should be. Call [`note_ssn`] first.
     ///
@@ -381,11 +427,15 @@ impl SyncTracker {
     ) -> CurrentSync {
         let candidates = candidates(cluster, my_name, senders, synchronous_commit);
         for c in &candidates {
-            if !self.ready.contains(c.name)
-                && self.ssn.members.contains(c.name)
-                && (cluster.sync.matches(c.name, false)
-                    || (c.sync_state == "sync" && c.lsn >= self.primary_flush_lsn))
-            {
+            // With quorum commit `/sync` lists standbys once some of them
+            // caught up, so it cannot vouch for any one of them.
+            let caught_up = if settings.quorum {
+                c.sync_state == "quorum" && c.lsn >= self.primary_flush_lsn
+            } else {
+                cluster.sync.matches(c.name, false)
+                    || (c.sync_state == "sync" && c.lsn >= self.primary_flush_lsn)
+            };
+            if !self.ready.contains(c.name) && self.ssn.members.contains(c.name) && caught_up {
                 self.ready.insert(c.name.to_owned());
             }
         }
@@ -410,6 +460,18 @@ impl SyncTracker {
         for c in ordered {
             let lag = max_lsn.saturating_sub(c.lsn);
             if settings.maximum_lag_on_syncnode > 0 && lag > settings.maximum_lag_on_syncnode {
+                continue;
+            }
+            if settings.quorum {
+                // All promotable standbys take part (a `nofailover` one
+                // only to fill up the count: it may not be promoted, and
+                // could be ahead of those that may).
+                if !c.nofailover || (state.active.len() as i64) < settings.node_count {
+                    if self.ready.contains(c.name) {
+                        state.sync_confirmed.insert(c.name.to_owned());
+                    }
+                    state.active.insert(c.name.to_owned());
+                }
                 continue;
             }
             state.active.insert(c.name.to_owned());

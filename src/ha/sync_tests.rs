@@ -154,6 +154,7 @@ const ONE: SyncSettings = SyncSettings {
     node_count: 1,
     maximum_lag_on_syncnode: -1,
     strict: false,
+    quorum: false,
 };
 
 #[test]
@@ -239,6 +240,7 @@ fn selection_honours_tags_priority_lag_and_commit_level() {
         node_count: 2,
         maximum_lag_on_syncnode: 100,
         strict: false,
+        quorum: false,
     };
     let c = cluster_with(&[], None);
     let senders = [sender("n2", "sync", 500), sender("n3", "async", 1000)];
@@ -421,4 +423,46 @@ fn strict_mode_waits_for_any_standby_when_none_is_there() {
     // Not strict: no standby means no setting at all.
     let ops = plan_multisync("n1", &k, &state(1, &["n2"], &[], &[]), &ONE);
     assert_eq!(ssn_set(&ops), Some(None));
+}
+
+#[test]
+fn quorum_commit_takes_every_promotable_standby_and_confirms_quorum_ones() {
+    let nofailover = member(r#"{"nofailover":true}"#);
+    let c = cluster_with(
+        &[("members/n4", &nofailover)],
+        Some(r#"{"leader":"n1","quorum":1,"sync_standby":"n2,n3"}"#),
+    );
+    let quorum = SyncSettings {
+        quorum: true,
+        ..ONE
+    };
+    let mut t = SyncTracker::default();
+    t.note_ssn("ANY 1 (n2,n3)", 1000);
+    let senders = [
+        sender("n2", "quorum", 1000),
+        sender("n3", "quorum", 900),
+        sender("n4", "async", 1000),
+    ];
+    let s = t.current_state(&c, "n1", &senders, "on", 1000, &quorum);
+    // All promotable standbys, beyond node_count; the nofailover one only
+    // to fill the count, which is reached already.
+    assert_eq!(s.active, names(&["n2", "n3"]));
+    assert_eq!((s.numsync, s.sync.clone()), (1, names(&["n2", "n3"])));
+    // Listed in /sync is not enough: n3 has not reached the mark.
+    assert_eq!(s.sync_confirmed, names(&["n2"]));
+    // A lone nofailover standby fills the count.
+    let s = t.current_state(&c, "n1", &senders[2..], "on", 1000, &quorum);
+    assert_eq!(s.active, names(&["n4"]));
+}
+
+#[test]
+fn quorum_runs_at_once_then_waits_a_loop() {
+    let mut t = SyncTracker::default();
+    let start = std::time::Instant::now();
+    let wait = std::time::Duration::from_secs(10);
+    assert!(t.quorum_due(start, wait));
+    assert!(!t.quorum_due(start + std::time::Duration::from_secs(5), wait));
+    assert!(t.quorum_due(start + std::time::Duration::from_secs(11), wait));
+    t.reset();
+    assert!(t.quorum_due(start + std::time::Duration::from_secs(12), wait));
 }

@@ -36,6 +36,7 @@
 pub mod bootstrap;
 pub mod conf;
 pub mod controldata;
+pub mod dsn;
 pub mod durable;
 pub mod guc;
 pub mod node;

@@ -12,6 +12,7 @@ mod convert;
 mod dcs;
 mod logging;
 mod postgres;
+mod quorum;
 mod slots;
 mod units;
 mod validate;
@@ -25,6 +26,7 @@ fn patroni_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dcs::register(m)?;
     logging::register(m)?;
     postgres::register(m)?;
+    quorum::register(m)?;
     slots::register(m)?;
     units::register(m)?;
     validate::register(m)?;

@@ -325,3 +325,22 @@ fn query_parsing() {
         ["a", "tag_x", "d"]
     );
 }
+
+#[test]
+fn a_leader_hold_past_its_ttl_is_not_a_leader() {
+    use std::time::{Duration, Instant};
+    let mut l = leader();
+    l.leader_expiry = Some(Instant::now() + Duration::from_secs(30));
+    assert_eq!(code(&l, "/primary"), 200);
+    assert_eq!(readiness_failure(&l, &Query::parse("")), None);
+    // The HA loop stopped refreshing: once the key would have expired the
+    // node no longer claims it, whatever the snapshot last said.
+    let now = Instant::now();
+    l.leader_expiry = now.checked_sub(Duration::from_millis(1));
+    assert!(!l.holds_leader());
+    assert!(l.holds_leader_at(now - Duration::from_secs(5)));
+    assert_eq!(code(&l, "/primary"), 503);
+    assert_eq!(code(&l, "/leader"), 503);
+    assert_eq!(code(&l, "/read-only"), 503);
+    assert!(readiness_failure(&l, &Query::parse("")).is_some());
+}

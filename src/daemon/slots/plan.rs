@@ -157,7 +157,7 @@ impl SlotPlan {
 }
 
 /// A member's `replicatefrom` tag (a string; anything else is ignored).
-fn replicatefrom(m: &Member) -> Option<String> {
+pub(super) fn replicatefrom(m: &Member) -> Option<String> {
     let tags = m.tags();
     Tags(&tags).replicatefrom().map(str::to_owned)
 }

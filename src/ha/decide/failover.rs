@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    done, peers_or_query, sync_mode_active, with_notes, Action, DemoteMode, Facts, HaSettings,
-    LocalPg, Me, Query, Step,
+    done, peers_or_query, quorum_active, quorum_voting_set, sync_mode_active, with_notes, Action,
+    DemoteMode, Facts, HaSettings, LocalPg, Me, Query, Step,
 };
 use crate::ha::race::{is_healthiest_node, PeerStatus, RaceInput};
 use crate::model::{Cluster, Failover, Tags};
@@ -33,8 +33,9 @@ pub(super) fn race_input<'a>(
         check_replication_lag,
         check_timeline: settings.check_timeline,
         standby_cluster: settings.standby_cluster,
+        watchdog_unusable: settings.watchdog_unusable,
         sync_mode_active: active,
-        quorum_commit_active: false,
+        quorum_commit_active: quorum_active(cluster, settings),
         sync: &cluster.sync,
         former_leader: if active {
             cluster.sync.leader.as_deref()
@@ -42,11 +43,15 @@ pub(super) fn race_input<'a>(
             None
         },
         peers,
-        voters: &[],
+        voters: if quorum_active(cluster, settings) {
+            quorum_voting_set(cluster)
+        } else {
+            Vec::new()
+        },
     }
 }
 
-/// Patroni's `is_failover_possible` (quorum commit aside):
+/// Patroni's `is_failover_possible`:
 /// does some other member that may be promoted answer its `/patroni`, not
 /// lagging (behind `cluster_lsn` when given, else past
 /// `maximum_lag_on_failover` from `/status`), and not behind the cluster
@@ -56,7 +61,8 @@ pub(super) fn race_input<'a>(
 /// unless `exclude_failover_candidate`, in which case everyone else does.
 /// In synchronous mode only the standbys `/sync` lists count, except for a
 /// manual failover (no leader named). Members missing from `peers` count
-/// as unreachable.
+/// as unreachable. With quorum commit active, at least `quorum` members
+/// must qualify (votes), unless the key names a candidate that counts.
 pub fn is_failover_possible(
     cluster: &Cluster,
     me: &Me,
@@ -120,7 +126,7 @@ pub(super) fn failover_possible(
             _ => notes.push(format!("{action}: candidates list is empty")),
         }
     }
-    let mut possible = false;
+    let mut votes: i64 = -1;
     for m in candidates {
         let unknown = PeerStatus::unknown(m);
         let st = peers.iter().find(|p| p.name == m.name).unwrap_or(&unknown);
@@ -140,10 +146,21 @@ pub(super) fn failover_possible(
                 st.timeline, m.name
             ));
         } else {
-            possible = true;
+            votes += 1;
         }
     }
-    possible
+    // Quorum commit: enough healthy voters must be left to elect a new
+    // leader, unless the key names the one to promote.
+    let check_quorum =
+        quorum_active(cluster, settings) && (candidate.is_none() || exclude_failover_candidate);
+    if check_quorum && votes < cluster.sync.quorum {
+        notes.push(format!(
+            "Quorum requirement {} can not be reached",
+            cluster.sync.quorum
+        ));
+        return false;
+    }
+    votes >= 0
 }
 
 /// The failover key when it asks for something (`{}` asks nothing).
@@ -334,9 +351,12 @@ pub(super) fn may_race_without_leader(
         if candidate == me.name {
             return Ok(true);
         }
-        // Synchronous mode: a standby not in `/sync` takes no part, even
-        // when the named candidate is unhealthy.
-        if settings.synchronous_mode && !cluster.sync.matches(&me.name, true) {
+        // Synchronous mode (not quorum commit): a standby not in `/sync`
+        // takes no part, even when the named candidate is unhealthy.
+        if settings.synchronous_mode
+            && !settings.quorum_commit
+            && !cluster.sync.matches(&me.name, true)
+        {
             return Ok(false);
         }
         if let Some(member) = cluster.member(candidate) {

@@ -5,6 +5,7 @@
 
 use super::failover::{self, FromLeader, PausedRace};
 use super::standby;
+use super::watchdog;
 use super::{
     before_promote, done, follow_fresh, peers_or_query, sync_duty, sync_mode_active, with_notes,
     Action, DemoteMode, Facts, HaSettings, LocalPg, Me, Query, Step,
@@ -52,6 +53,9 @@ pub(super) fn with_lock(
                     standby::as_standby_leader(pg, settings, actions, &message),
                     notes,
                 );
+            }
+            if let Some(step) = watchdog::refuses(pg, settings, facts, &actions) {
+                return with_notes(step, notes);
             }
             let step = if pg.is_primary || matches!(pg.role.as_str(), "primary" | "promoted") {
                 actions.extend(sync_duty(cluster, settings));
@@ -144,9 +148,13 @@ pub(super) fn leader_race(
             Ok(verdict) => verdict,
             Err(query) => return query,
         }
-    } else if sync_mode_active(cluster, settings) && !cluster.sync.matches(&me.name, true) {
+    } else if sync_mode_active(cluster, settings)
+        && !settings.quorum_commit
+        && !cluster.sync.matches(&me.name, true)
+    {
         // Synchronous mode: a standby not listed in `/sync` may miss
-        // acknowledged commits, so it never races.
+        // acknowledged commits, so it never races. With quorum commit it
+        // may: it needs `quorum` votes from the voters instead.
         false
     } else if super::failsafe::excluded_from_race(cluster, me, settings) {
         // Failsafe mode: a member the last leader did not know may not lead.
@@ -204,18 +212,14 @@ pub(super) fn leader_race(
             actions,
             "promoted self to a standby leader by acquiring session lock",
         ),
-        Some(true) if pg.is_primary => {
-            actions.extend(sync_duty(cluster, settings));
-            done(actions, "acquired session lock as a leader")
-        }
-        Some(true) => {
-            match before_promote(cluster, settings, facts) {
-                Ok(sync) => actions.extend(sync),
-                Err(step) => return with_notes(step, notes),
+        Some(true) => match watchdog::refuses(pg, settings, facts, &actions) {
+            Some(step) => step,
+            None if pg.is_primary => {
+                actions.extend(sync_duty(cluster, settings));
+                done(actions, "acquired session lock as a leader")
             }
-            actions.push(Action::Promote);
-            done(actions, "promoted self to leader by acquiring session lock")
-        }
+            None => acquired_and_promote(cluster, settings, facts, actions),
+        },
         Some(false) => follow_fresh(
             "demoted self after trying and failing to obtain lock",
             "following new leader after trying and failing to obtain lock",
@@ -223,6 +227,22 @@ pub(super) fn leader_race(
         ),
     };
     with_notes(step, notes)
+}
+
+/// The lock was just taken by a replica: promote, after the synchronous
+/// mode's claim on `/sync`.
+fn acquired_and_promote(
+    cluster: &Cluster,
+    settings: &HaSettings,
+    facts: &Facts,
+    mut actions: Vec<Action>,
+) -> Step {
+    match before_promote(cluster, settings, facts) {
+        Ok(sync) => actions.extend(sync),
+        Err(step) => return step,
+    }
+    actions.push(Action::Promote);
+    done(actions, "promoted self to leader by acquiring session lock")
 }
 
 #[cfg(test)]

@@ -334,3 +334,124 @@ fn sync_invariants_over_the_input_grid() {
     }
     assert_eq!(checked, 3 * 4 * 4 * 3 * 2);
 }
+
+fn quorum_on() -> HaSettings {
+    HaSettings {
+        synchronous_mode: true,
+        quorum_commit: true,
+        ..HaSettings::default()
+    }
+}
+
+#[test]
+fn quorum_commit_lets_an_unlisted_standby_race_with_enough_votes() {
+    // Voters n1 (the old leader) and n3, quorum 1: n2 is not listed, so
+    // it must collect quorum + 1 = 2 votes.
+    let c = plain_n3(with_sync(
+        cluster(None),
+        r#"{"leader":"n1","quorum":1,"sync_standby":"n3"}"#,
+    ));
+    let run = |settings: HaSettings, peers: Vec<PeerStatus>| {
+        let (step, _) = cycle(
+            &c,
+            &me("n2", json!({})),
+            &replica_pg(5000),
+            &settings,
+            &Script {
+                peers,
+                reloaded: c.clone(),
+                ..script()
+            },
+        );
+        decision(step)
+    };
+    let both = vec![streaming_in(&c, "n1", 5000), streaming_in(&c, "n3", 4000)];
+    let d = run(quorum_on(), both.clone());
+    assert!(d.actions.contains(&Action::Promote), "{d:?}");
+    assert!(d.notes.contains(&"Got quorum vote from n1".to_owned()));
+    assert!(d.notes.contains(&"Got quorum vote from n3".to_owned()));
+    // One vote is not enough.
+    let d = run(quorum_on(), vec![streaming_in(&c, "n3", 4000)]);
+    assert!(!d.actions.contains(&Action::Promote), "{d:?}");
+    // Plain synchronous mode never lets it race.
+    let d = run(sync_on(), both);
+    assert!(!d.actions.contains(&Action::Promote), "{d:?}");
+}
+
+#[test]
+fn quorum_commit_switchover_needs_quorum_healthy_voters() {
+    let mut c = plain_n3(with_sync(
+        cluster(Some("n1")),
+        r#"{"leader":"n1","quorum":1,"sync_standby":"n2,n3"}"#,
+    ));
+    c.failover = Some(crate::model::Failover::from_node(
+        Some(8),
+        r#"{"leader":"n1"}"#,
+    ));
+    let check = |c: &Cluster, peers: &[PeerStatus]| {
+        let mut notes = Vec::new();
+        let ok = super::failover::failover_possible(
+            c,
+            &me("n1", json!({})),
+            &quorum_on(),
+            peers,
+            0,
+            false,
+            &mut notes,
+        );
+        (ok, notes)
+    };
+    let n2 = streaming_in(&c, "n2", 5000);
+    let n3 = streaming_in(&c, "n3", 5000);
+    let (ok, notes) = check(&c, std::slice::from_ref(&n2));
+    assert!(!ok);
+    assert_eq!(
+        notes,
+        vec![
+            "Member n3 is not reachable".to_owned(),
+            "Quorum requirement 1 can not be reached".to_owned()
+        ]
+    );
+    assert!(check(&c, &[n2.clone(), n3]).0);
+    // A named candidate skips the quorum requirement.
+    c.failover = Some(crate::model::Failover::from_node(
+        Some(8),
+        r#"{"leader":"n1","member":"n2"}"#,
+    ));
+    assert!(check(&c, &[n2]).0);
+}
+
+#[test]
+fn quorum_commit_manual_failover_lets_an_unlisted_standby_look_further() {
+    // Manual failover to n3, which does not answer; n2 is not in /sync.
+    let mut c = plain_n3(with_sync(
+        cluster(None),
+        r#"{"leader":"n1","quorum":0,"sync_standby":"n3"}"#,
+    ));
+    c.failover = Some(crate::model::Failover::from_node(
+        Some(8),
+        r#"{"member":"n3"}"#,
+    ));
+    let run = |settings: HaSettings| {
+        let (step, _) = cycle(
+            &c,
+            &me("n2", json!({})),
+            &replica_pg(5000),
+            &settings,
+            &Script {
+                peers: vec![streaming_in(&c, "n1", 4000)],
+                reloaded: c.clone(),
+                ..script()
+            },
+        );
+        decision(step)
+    };
+    let unhealthy = "manual failover: member n3 is not reachable".to_owned();
+    // Plain synchronous mode: an unlisted standby stops before looking.
+    assert!(!run(sync_on()).notes.contains(&unhealthy));
+    // Quorum commit: it judges the candidate, then races (and, with no
+    // vote from the voters, loses).
+    let d = run(quorum_on());
+    assert!(d.notes.contains(&unhealthy), "{d:?}");
+    assert!(!d.actions.contains(&Action::Promote), "{d:?}");
+}

@@ -194,7 +194,10 @@ impl Sim {
             // The simulated clusters run without synchronous mode.
             Query::ClaimSyncForPromote => cycle.facts.sync_claimed = Some(applied && answered),
             Query::WriteDynamicConfig => cycle.facts.config_written = true,
-            Query::FetchPeerStatuses(_) | Query::CurrentTime | Query::SleepUntil(_) => {}
+            Query::FetchPeerStatuses(_)
+            | Query::CurrentTime
+            | Query::SleepUntil(_)
+            | Query::ActivateWatchdog => {}
             // Failsafe mode is not simulated: nobody accepts.
             Query::PostFailsafe(_) => cycle.facts.failsafe_accepted = Some(false),
         }
@@ -226,6 +229,9 @@ impl Sim {
                             return Ok(());
                         }
                         Query::CurrentTime => cycle.facts.now = Some(self.clock(self.now)),
+                        // The simulated nodes have no watchdog device
+                        // (automatic mode without one: always armed).
+                        Query::ActivateWatchdog => cycle.facts.watchdog_armed = Some(true),
                         Query::SleepUntil(at) => {
                             let wait = (at - self.clock(self.now)).num_milliseconds().max(0);
                             cycle.pending = Pending::Sleep;
