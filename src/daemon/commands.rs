@@ -16,13 +16,13 @@ use super::peers;
 use super::requests::Request;
 
 pub struct DaemonCommands {
+    /// Failsafe state shared with the HA loop (`POST /failsafe`).
+    pub failsafe: Arc<super::failsafe::FailsafeState>,
     pub dcs: Arc<dyn Dcs>,
     pub http: reqwest::Client,
     pub wake: Arc<Notify>,
     pub requests: mpsc::UnboundedSender<Request>,
 }
-
-const NOT_SUPPORTED: &str = "not supported by patroni-rs yet";
 
 /// The HA loop ended (the daemon is stopping).
 const LOOP_GONE: &str = "the HA loop is not running";
@@ -126,8 +126,8 @@ impl ApiCommands for DaemonCommands {
         self.dcs.set_config_value(value, version).await.is_ok()
     }
 
-    async fn update_failsafe(&self, _request: &Map<String, Value>) -> Result<Option<i64>, String> {
-        Err(format!("failsafe mode is {NOT_SUPPORTED}"))
+    async fn update_failsafe(&self, request: &Map<String, Value>) -> Result<Option<i64>, String> {
+        self.failsafe.accept(request)
     }
 
     async fn mpp_event(&self, _request: &Map<String, Value>) {}

@@ -16,6 +16,15 @@ use crate::postgres::Role;
 use super::local::{source_for, wait_until, LocalError};
 use super::{epoch_now, peers, slots, Daemon, SHUTDOWN_REPLICA_WAIT};
 
+/// Why a cycle's conversation ended early.
+enum CycleEnd {
+    /// An action failed: its message is the cycle's.
+    Message(String),
+    /// The DCS became unreachable mid-cycle and that was handled as a
+    /// failed cluster read (this is its message); the cycle is over.
+    DcsFailed(String),
+}
+
 /// The most questions one cycle may ask before giving up (a decision that
 /// keeps asking is a bug, not a reason to spin).
 const MAX_QUERIES: usize = 8;
@@ -62,6 +71,13 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => return self.dcs_unreachable(e).await,
         };
+        // Failsafe mode: a leader that asked us to accept it still leads.
+        let cluster = match cluster.leader {
+            None if self.cfg.ha.failsafe_mode => {
+                Arc::new(self.cluster_with_failsafe_leader(Cluster::clone(&cluster)))
+            }
+            _ => cluster,
+        };
         // After the read: a new ttl from `/config` reaches the device at
         // this cycle's keepalive.
         self.watchdog.reload(self.watchdog_config());
@@ -101,7 +117,9 @@ impl Daemon {
         }
         let message = match self.converse(cluster.clone(), &pg).await {
             Ok(m) => m,
-            Err(m) => m,
+            Err(CycleEnd::Message(m)) => m,
+            // Handled as a failed read: nothing more to do with the DCS.
+            Err(CycleEnd::DcsFailed(m)) => return m,
         };
         // Observe again first: a promotion in this cycle must create the
         // members' slots now, not one loop later.
@@ -112,6 +130,11 @@ impl Daemon {
             self.replica_housekeeping().await;
         }
         self.pg.seen_running = pg.running;
+        if self.is_leader {
+            // The DCS answered the leader this cycle: failsafe is over.
+            self.failsafe.reset();
+        }
+        self.observe_for_failsafe(&pg);
         if !self.is_leader || self.cfg.ha.paused {
             self.fence.disarm();
         }
@@ -206,7 +229,7 @@ impl Daemon {
         &mut self,
         mut cluster: Arc<Cluster>,
         pg: &LocalPg,
-    ) -> Result<String, String> {
+    ) -> Result<String, CycleEnd> {
         let me = self.me();
         self.cfg.ha.watchdog_unusable = !self.watchdog.is_healthy();
         let settings = self.cfg.ha.clone();
@@ -216,7 +239,11 @@ impl Daemon {
         };
         for _ in 0..MAX_QUERIES {
             match decide(&cluster, &me, pg, &settings, &facts) {
-                Step::Query(q) => self.answer(q, &mut cluster, &mut facts).await,
+                Step::Query(q) => {
+                    if let Err(e) = self.answer(q, &mut cluster, &mut facts).await {
+                        return Err(CycleEnd::DcsFailed(self.dcs_unreachable(e).await));
+                    }
+                }
                 Step::Done(decision) => {
                     for note in &decision.notes {
                         log::info!(target: "patroni.ha", "{note}");
@@ -234,10 +261,14 @@ impl Daemon {
                     });
                     if long {
                         log::info!(target: "patroni.ha", "{}", decision.message);
-                        self.execute(&decision.actions, &cluster).await?;
+                        self.execute(&decision.actions, &cluster)
+                            .await
+                            .map_err(CycleEnd::Message)?;
                         return Ok(String::new());
                     }
-                    self.execute(&decision.actions, &cluster).await?;
+                    self.execute(&decision.actions, &cluster)
+                        .await
+                        .map_err(CycleEnd::Message)?;
                     return Ok(decision.message);
                 }
                 Step::Unsupported(what) => {
@@ -247,15 +278,29 @@ impl Daemon {
                 }
             }
         }
-        Err("the HA decision did not converge; doing nothing this cycle".to_owned())
+        Err(CycleEnd::Message(
+            "the HA decision did not converge; doing nothing this cycle".to_owned(),
+        ))
     }
 
-    async fn answer(&mut self, q: Query, cluster: &mut Arc<Cluster>, facts: &mut Facts) {
+    /// Answer one question of [`decide`] into `facts`. `Err` only when
+    /// refreshing the leader key found the DCS unreachable in failsafe
+    /// mode: the cycle then ends as one whose cluster read failed
+    /// (Patroni handles any DCS failure of its cycle that way).
+    async fn answer(
+        &mut self,
+        q: Query,
+        cluster: &mut Arc<Cluster>,
+        facts: &mut Facts,
+    ) -> Result<(), DcsError> {
         match q {
             Query::RefreshLock => {
                 let started = tokio::time::Instant::now();
                 let ok = match self.dcs.update_leader(cluster).await {
                     Ok(ok) => ok,
+                    Err(e @ DcsError::Unreachable(_)) if self.cfg.ha.failsafe_mode => {
+                        return Err(e);
+                    }
                     Err(e) => {
                         log::error!(target: "patroni.ha", "failed to update leader lock: {e}");
                         false
@@ -264,6 +309,7 @@ impl Daemon {
                 self.is_leader = ok;
                 if ok {
                     self.lease_renewed(started);
+                    self.write_failsafe_topology(cluster).await;
                     self.watchdog.keepalive();
                 }
                 facts.lock_refreshed = Some(ok);
@@ -335,6 +381,9 @@ impl Daemon {
                 let claimed = self.claim_sync_for_promote(cluster).await;
                 facts.sync_claimed = Some(claimed);
             }
+            Query::PostFailsafe(peers) => {
+                facts.failsafe_accepted = Some(self.ask_failsafe_members(&peers).await);
+            }
             Query::ActivateWatchdog => facts.watchdog_armed = Some(self.watchdog.activate()),
             Query::CurrentTime => facts.now = Some(chrono::Utc::now()),
             Query::SleepUntil(at) => {
@@ -343,6 +392,7 @@ impl Daemon {
                 facts.slept = true;
             }
         }
+        Ok(())
     }
 
     /// Run the actions in order; the first failure ends the cycle with its
@@ -350,7 +400,11 @@ impl Daemon {
     async fn execute(&mut self, actions: &[Action], cluster: &Arc<Cluster>) -> Result<(), String> {
         for action in actions {
             let result = match action {
-                Action::Promote => self.promote(cluster).await,
+                Action::Promote => {
+                    // A new primary starts with no failsafe history.
+                    self.failsafe.reset();
+                    self.promote(cluster).await
+                }
                 Action::Demote(mode) => self.demote(*mode).await,
                 Action::Follow { member } => self.follow(cluster, member.as_deref()).await,
                 Action::StartAsReplica { member } => {
@@ -371,6 +425,10 @@ impl Daemon {
                 Action::CrashRecovery => self.crash_recovery().await,
                 Action::StopImmediately => self.pg.stop(StopMode::Immediate).await.map(|_| ()),
                 Action::StopFast => self.pg.stop(StopMode::Fast).await.map(|_| ()),
+                Action::HoldPrimaryInFailsafe => {
+                    self.hold_primary_in_failsafe();
+                    Ok(())
+                }
                 Action::ReleaseLeaderKey => {
                     let lsn = self.last_known_lsn().await;
                     self.release_leader_key(lsn).await;
@@ -608,24 +666,49 @@ impl Daemon {
         }
     }
 
-    /// The DCS did not answer: a primary must not keep writing.
+    /// The DCS did not answer: a primary must not keep writing, unless
+    /// failsafe mode lets it (every member accepted it as the leader).
     async fn dcs_unreachable(&mut self, e: DcsError) -> String {
         log::error!(target: "patroni.ha", "Error communicating with DCS: {e}");
         self.cluster_valid = false;
         self.is_leader = false;
         let pg = self.pg.observe(self.sysid.clone()).await;
-        match decide_dcs_error(&pg, &self.cfg.ha) {
-            Step::Done(decision) => {
-                let cluster = Arc::new(Cluster::default());
-                match self.execute(&decision.actions, &cluster).await {
-                    Ok(()) => decision.message,
-                    Err(m) => m,
+        self.observe_for_failsafe(&pg);
+        let failsafe = self.cluster.as_ref().and_then(|c| c.failsafe.clone());
+        let me = self.me();
+        let mut facts = Facts::default();
+        loop {
+            match decide_dcs_error(failsafe.as_ref(), &me, &pg, &self.cfg.ha, &facts) {
+                Step::Done(decision) => {
+                    for note in &decision.notes {
+                        log::info!(target: "patroni.ha", "{note}");
+                    }
+                    if !decision.actions.contains(&Action::HoldPrimaryInFailsafe) {
+                        self.failsafe_asked_at = None;
+                        if self.cfg.ha.failsafe_mode && pg.is_primary {
+                            self.failsafe.reset();
+                        }
+                    }
+                    let cluster = Arc::new(Cluster::default());
+                    let result = self.execute(&decision.actions, &cluster).await;
+                    if decision.actions.contains(&Action::HoldPrimaryInFailsafe) {
+                        self.failsafe_primary_slots().await;
+                    } else if self.cfg.ha.failsafe_mode && !pg.is_primary {
+                        self.failsafe_replica_slots().await;
+                    }
+                    return match result {
+                        Ok(()) => decision.message,
+                        Err(m) => m,
+                    };
                 }
+                Step::Query(Query::PostFailsafe(peers)) if facts.failsafe_accepted.is_none() => {
+                    facts.failsafe_accepted = Some(self.ask_failsafe_members(&peers).await);
+                }
+                Step::Unsupported(what) => {
+                    return format!("no action: {what} is not handled by patroni-rs yet");
+                }
+                Step::Query(q) => return format!("unexpected question without a DCS: {q:?}"),
             }
-            Step::Unsupported(what) => {
-                format!("no action: {what} is not handled by patroni-rs yet")
-            }
-            Step::Query(q) => format!("unexpected question without a DCS: {q:?}"),
         }
     }
 

@@ -33,6 +33,7 @@ use crate::model::Cluster;
 pub mod callbacks;
 pub mod commands;
 mod cycle;
+mod failsafe;
 mod fence;
 pub mod history;
 mod leader;
@@ -95,6 +96,12 @@ pub struct Daemon {
     retain_slots: slots::RetainSlots,
     /// Refreshes the REST status's PostgreSQL part between cycles.
     probe: probe::Probe,
+    /// DCS failsafe mode, shared with the REST API's `POST /failsafe`.
+    failsafe: Arc<failsafe::FailsafeState>,
+    /// When this cycle started asking the members to accept us (failsafe).
+    failsafe_asked_at: Option<tokio::time::Instant>,
+    /// The WAL positions the members reported when they accepted us.
+    failsafe_positions: Vec<(String, i64)>,
 }
 
 /// Why the daemon could not start.
@@ -194,6 +201,8 @@ impl Daemon {
         s.cluster = self.cluster.clone();
         s.cluster_valid = self.cluster_valid;
         s.dcs_last_seen = self.dcs_last_seen;
+        s.failsafe_mode = self.cfg.ha.failsafe_mode;
+        s.failsafe_active = self.failsafe.is_active();
         s.database_system_identifier = self.sysid.clone();
         s.next_run = self.next_run;
         s.scheduled_restart = self.scheduled_restart_view();
@@ -333,7 +342,9 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
     let (publisher, _) = StatusPublisher::new(NodeStatus::new(&cfg.scope, &cfg.name));
     let wake = Arc::new(Notify::new());
     let (requests_tx, mut requests) = mpsc::unbounded_channel();
+    let failsafe = Arc::new(failsafe::FailsafeState::default());
     let commands = Arc::new(commands::DaemonCommands {
+        failsafe: failsafe.clone(),
         dcs: dcs.clone(),
         http: http.clone(),
         wake: wake.clone(),
@@ -367,6 +378,9 @@ async fn run_async(mut config: Config) -> Result<(), StartupError> {
         disable_sync: false,
         retain_slots: Default::default(),
         probe: probe::Probe::start(&probe_params, probe_publisher),
+        failsafe,
+        failsafe_asked_at: None,
+        failsafe_positions: Vec::new(),
     };
     daemon.load_dynamic_configuration().await;
     daemon.ensure_unique_name().await?;

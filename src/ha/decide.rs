@@ -25,10 +25,11 @@
 //! The watchdog's part ([`watchdog`]) is asked of the executor before a
 //! node acts as primary.
 //!
-//! Not covered yet: failsafe mode. It is [`Step::Unsupported`], which the
-//! executor must treat as "do nothing and say so", never as a decision.
+//! DCS failsafe mode ([`failsafe`]) keeps a primary running through a DCS
+//! outage when every member accepts it ([`decide_dcs_error`]).
 
 mod failover;
+pub mod failsafe;
 mod offline;
 mod running;
 mod standby;
@@ -182,6 +183,8 @@ pub struct Facts {
     pub sync_claimed: Option<bool>,
     /// Set once [`Query::WriteDynamicConfig`] was answered.
     pub config_written: bool,
+    /// Result of [`Query::PostFailsafe`]: every member accepted.
+    pub failsafe_accepted: Option<bool>,
     /// Result of [`Query::ActivateWatchdog`], or `Some(true)` filled in
     /// by the executor when the watchdog already runs.
     pub watchdog_armed: Option<bool>,
@@ -234,6 +237,11 @@ pub enum Query {
     /// `Facts::config_written` and ask again (Patroni does this for a
     /// cluster adopted from an existing data directory).
     WriteDynamicConfig,
+    /// The DCS is unreachable and we run as primary in failsafe mode:
+    /// `POST /failsafe` to each of these members at once (2 s timeout,
+    /// one retry). Answer in `Facts::failsafe_accepted`: true only when
+    /// every one answered 200 `Accepted`.
+    PostFailsafe(Vec<failsafe::FailsafePeer>),
     /// About to act as primary: arm the watchdog (see
     /// [`watchdog`]); answer in `Facts::watchdog_armed`.
     ActivateWatchdog,
@@ -340,6 +348,11 @@ pub enum Action {
     Exit {
         reason: String,
     },
+    /// Failsafe mode, DCS unreachable, every member accepted us: stay
+    /// primary (we count as leader, the failsafe state is active, the
+    /// lease fence moves on as after a refresh that started when the
+    /// POSTs did).
+    HoldPrimaryInFailsafe,
 }
 
 /// What to do this cycle and the line to log.
@@ -572,9 +585,6 @@ fn decide_cycle(
     settings: &HaSettings,
     facts: &Facts,
 ) -> Step {
-    if settings.failsafe_mode {
-        return Step::Unsupported("failsafe mode".into());
-    }
     if let Some(step) = offline::before_running(cluster, me, pg, settings, facts) {
         return step;
     }

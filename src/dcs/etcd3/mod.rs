@@ -260,7 +260,18 @@ impl Etcd3 {
                         None => Err(DcsError::Unreachable("keepalive stream closed".into())),
                     }
                 })
-                .await?;
+                .await;
+            let alive = match alive {
+                Ok(alive) => alive,
+                Err(e @ DcsError::NotFound(_)) => {
+                    // The lease expired (an outage longer than ttl): forget
+                    // it, so that the next call grants a new one instead of
+                    // failing on the dead id forever.
+                    self.set_lease(None);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             if alive {
                 self.set_lease(Some(id));
                 return Ok(id);

@@ -156,6 +156,9 @@ pub(super) fn leader_race(
         // acknowledged commits, so it never races. With quorum commit it
         // may: it needs `quorum` votes from the voters instead.
         false
+    } else if super::failsafe::excluded_from_race(cluster, me, settings) {
+        // Failsafe mode: a member the last leader did not know may not lead.
+        false
     } else {
         let peers = match peers_or_query(cluster, me, facts) {
             Ok(p) => p,

@@ -2,7 +2,11 @@
 //! `shutdown`) and a cycle whose cluster read failed (Patroni's
 //! `_handle_dcs_error`). Both use the last snapshot the daemon had.
 
-use super::{done, has_lock, Action, Decision, DemoteMode, HaSettings, LocalPg, Me, Step};
+use serde_json::{Map, Value};
+
+use super::{
+    done, failsafe, has_lock, Action, Decision, DemoteMode, Facts, HaSettings, LocalPg, Me, Step,
+};
 use crate::model::Cluster;
 
 /// What to do when the daemon is asked to stop.
@@ -58,18 +62,25 @@ pub fn decide_shutdown(
 /// A running primary cannot know whether it still holds the key, so it
 /// stops writing: [`DemoteMode::Offline`], Patroni's mode for this (fast
 /// stop, nothing released). Replicas and paused nodes carry on.
-/// Failsafe mode (keep the primary when every member answers) is not
-/// decided here: [`Step::Unsupported`].
-pub fn decide_dcs_error(pg: &LocalPg, settings: &HaSettings) -> Step {
+///
+/// With failsafe mode on, the primary first asks the members listed in
+/// the last known `/failsafe` topology (`failsafe`, from the last cluster
+/// read) to accept it ([`Query::PostFailsafe`](super::Query::PostFailsafe),
+/// answered in [`Facts::failsafe_accepted`]); if all of them do, it keeps
+/// running ([`Action::HoldPrimaryInFailsafe`]). See [`super::failsafe`].
+pub fn decide_dcs_error(
+    failsafe: Option<&Map<String, Value>>,
+    me: &Me,
+    pg: &LocalPg,
+    settings: &HaSettings,
+    facts: &Facts,
+) -> Step {
     let step = if settings.paused || !pg.running || !pg.is_primary {
         done(vec![], "DCS is not accessible")
-    } else if settings.failsafe_mode {
-        return Step::Unsupported("failsafe mode while the DCS is unreachable".into());
+    } else if let Some(step) = failsafe::primary_without_dcs(failsafe, me, pg, settings, facts) {
+        step
     } else {
-        done(
-            vec![Action::Demote(DemoteMode::Offline)],
-            "demoted self because DCS is not accessible and I was a leader",
-        )
+        failsafe::demote_without_dcs()
     };
     match step {
         Step::Done(mut d) if settings.paused => {

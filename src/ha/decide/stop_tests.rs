@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::{decide_dcs_error, decide_shutdown};
 use crate::ha::decide::tests::{cluster, me, primary_pg, replica_pg};
-use crate::ha::decide::{Action, Decision, DemoteMode, HaSettings, LocalPg, Step};
+use crate::ha::decide::{Action, Decision, DemoteMode, Facts, HaSettings, LocalPg, Step};
 
 fn paused() -> HaSettings {
     HaSettings {
@@ -121,40 +121,55 @@ fn shutdown_table() {
 
 #[test]
 fn dcs_error_table() {
-    let done = |actions: Vec<Action>, message: &str| {
+    let done = |actions: Vec<Action>, notes: Vec<&str>, message: &str| {
         Step::Done(Decision {
             actions,
-            notes: vec![],
+            notes: notes.into_iter().map(str::to_owned).collect(),
             message: message.into(),
         })
     };
+    let demoted = "demoted self because DCS is not accessible and I was a leader";
+    let demoting = "demoting self because DCS is not accessible and I was a leader";
+    let n1 = me("n1", json!({}));
+    let facts = Facts::default();
+    let error =
+        |pg: &LocalPg, settings: &HaSettings| decide_dcs_error(None, &n1, pg, settings, &facts);
     assert_eq!(
-        decide_dcs_error(&primary_pg(), &HaSettings::default()),
+        error(&primary_pg(), &HaSettings::default()),
         done(
             vec![Action::Demote(DemoteMode::Offline)],
-            "demoted self because DCS is not accessible and I was a leader"
+            vec![demoting],
+            demoted
         )
     );
     assert_eq!(
-        decide_dcs_error(&replica_pg(5000), &HaSettings::default()),
-        done(vec![], "DCS is not accessible")
+        error(&replica_pg(5000), &HaSettings::default()),
+        done(vec![], vec![], "DCS is not accessible")
     );
     assert_eq!(
-        decide_dcs_error(&stopped(), &HaSettings::default()),
-        done(vec![], "DCS is not accessible")
+        error(&stopped(), &HaSettings::default()),
+        done(vec![], vec![], "DCS is not accessible")
     );
     assert_eq!(
-        decide_dcs_error(&primary_pg(), &paused()),
-        done(vec![], "PAUSE: DCS is not accessible")
+        error(&primary_pg(), &paused()),
+        done(vec![], vec![], "PAUSE: DCS is not accessible")
     );
-    assert!(matches!(
-        decide_dcs_error(
-            &primary_pg(),
-            &HaSettings {
-                failsafe_mode: true,
-                ..HaSettings::default()
-            }
-        ),
-        Step::Unsupported(_)
-    ));
+    // Failsafe mode without a known topology cannot keep the primary.
+    let failsafe = HaSettings {
+        failsafe_mode: true,
+        ..HaSettings::default()
+    };
+    assert_eq!(
+        error(&primary_pg(), &failsafe),
+        done(
+            vec![Action::Demote(DemoteMode::Offline)],
+            vec![demoting],
+            demoted
+        )
+    );
+    // A replica in failsafe mode carries on as without it.
+    assert_eq!(
+        error(&replica_pg(5000), &failsafe),
+        done(vec![], vec![], "DCS is not accessible")
+    );
 }

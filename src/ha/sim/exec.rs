@@ -198,6 +198,8 @@ impl Sim {
             | Query::CurrentTime
             | Query::SleepUntil(_)
             | Query::ActivateWatchdog => {}
+            // Failsafe mode is not simulated: nobody accepts.
+            Query::PostFailsafe(_) => cycle.facts.failsafe_accepted = Some(false),
         }
     }
 
@@ -502,6 +504,9 @@ impl Sim {
             Action::Exit { reason } => {
                 return Err(format!("{name} exits: {reason}"));
             }
+            Action::HoldPrimaryInFailsafe => {
+                return Err(format!("{name}: failsafe mode is not simulated"));
+            }
         })
     }
 
@@ -663,7 +668,7 @@ impl Sim {
     fn dcs_unreachable(&mut self, i: usize, started: i64) -> Result<(), String> {
         self.nodes[i].is_leader = false;
         let pg = self.observe(i);
-        match decide_dcs_error(&pg, &self.settings) {
+        match decide_dcs_error(None, &self.me(i), &pg, &self.settings, &Facts::default()) {
             Step::Done(d) => {
                 let cycle = InFlight {
                     started,
