@@ -57,6 +57,9 @@ pub(super) fn repair(
         return None;
     }
     let lines: Vec<&str> = text.split('\n').collect();
+    if message == "plain scalar cannot start with '-' followed by ,[]{}" {
+        return quote_lone_dash(&lines, line, col, shifts);
+    }
     let pad = lines.iter().take(line).map(|l| l.chars().count()).max()? + 1;
     let targets: Vec<usize> = match message {
         "invalid indentation in flow construct" | "invalid indentation" => {
@@ -94,6 +97,22 @@ pub(super) fn repair(
         out.push_str(l);
     }
     Some(out)
+}
+
+/// In flow context PyYAML reads a `-` directly followed by `,`, `[`, `]`,
+/// `{` or `}` as the plain scalar `-` (`{-}` is `{'-': None}`, `[-]` is
+/// `['-']`); YAML 1.2 and saphyr refuse it. The same string written
+/// single-quoted parses the same way (a plain `-` resolves to a string).
+fn quote_lone_dash(lines: &[&str], line: usize, col: usize, shifts: &mut Shifts) -> Option<String> {
+    let this = lines.get(line - 1)?;
+    let at = this.char_indices().nth(col).map(|(i, _)| i)?;
+    if !this[at..].starts_with('-') {
+        return None;
+    }
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    out[line - 1] = format!("{}'-'{}", &this[..at], &this[at + 1..]);
+    shifts.0.push((line, 2));
+    Some(out.join("\n"))
 }
 
 /// `---` or `...` followed by a blank or the end of the line: a document

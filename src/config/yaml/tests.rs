@@ -636,3 +636,20 @@ fn flow_plain_scalars_follow_pyyaml() {
         .message
         .contains("unhashable"));
 }
+
+#[test]
+fn a_lone_dash_before_a_flow_indicator_is_a_plain_scalar() {
+    // PyYAML: {-} -> {'-': None}, [-] -> ['-'], {a, -} -> {'a': None, '-': None}.
+    assert_eq!(load_ok("{-}"), map(vec![(s("-"), Value::Null)]));
+    assert_eq!(load_ok("[-]"), Value::Seq(vec![s("-")]));
+    assert_eq!(load_ok("[-, -]"), Value::Seq(vec![s("-"), s("-")]));
+    assert_eq!(
+        load_ok("x: {a, -}\n"),
+        map(vec![(
+            s("x"),
+            map(vec![(s("a"), Value::Null), (s("-"), Value::Null)])
+        )])
+    );
+    // Followed by a blank it is still refused, as PyYAML does.
+    load_err("{- }");
+}
