@@ -85,7 +85,9 @@ impl ZooKeeperServer {
         use std::io::{Read, Write};
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+            if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut answer = String::new();
                 if s.write_all(b"ruok").is_ok()
                     && s.read_to_string(&mut answer).is_ok()
@@ -96,7 +98,9 @@ impl ZooKeeperServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("ZooKeeper did not start on port {}", self.port);
+        let log =
+            std::fs::read_to_string(self.dir.path().join("zookeeper.log")).unwrap_or_default();
+        panic!("ZooKeeper did not start on port {}:\n{log}", self.port);
     }
 
     pub fn stop(&mut self) {
@@ -107,6 +111,7 @@ impl ZooKeeperServer {
     }
 
     /// Stop and start again on the same port and data (sessions survive).
+    #[allow(dead_code)] // not every test crate restarts its server
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
