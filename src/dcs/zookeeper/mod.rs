@@ -399,10 +399,7 @@ impl Dcs for ZooKeeper {
     /// Patroni clears `sync` by writing `{}` into it (version-checked when
     /// a version is given) rather than deleting the znode.
     async fn delete_sync_state(&self, version: Option<i64>) -> DcsResult<()> {
-        match self.set_or_create("sync", "{}", version).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.set_or_create("sync", "{}", version).await.map(|_| ())
     }
 
     async fn set_history_value(&self, value: &str) -> DcsResult<()> {
