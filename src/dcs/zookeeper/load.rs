@@ -63,7 +63,27 @@ const WATCHED: [&str; 2] = ["config", "leader"];
 
 /// Build the snapshot from what was read. Invalid UTF-8 is read lossily
 /// (Patroni would fail the whole read; a readable snapshot is safer).
+///
+/// `config` carries two versions, as in Patroni: the data `version` for
+/// compare-and-set, and its `mzxid` as the modification index that says
+/// "the configuration changed" (and must not be 0 for a valid config:
+/// PATCH /config refuses to work on a config at index 0).
 pub fn cluster_from_znodes(znodes: &[Znode]) -> Cluster {
+    let mut cluster = raw_cluster(znodes);
+    if let (Some(config), Some(z)) = (
+        cluster.config.as_mut(),
+        znodes.iter().find(|z| z.key == "config"),
+    ) {
+        let valid =
+            serde_json::from_slice::<serde_json::Value>(&z.data).is_ok_and(|v| v.is_object());
+        if valid {
+            config.modify_version = Some(z.stat.mzxid);
+        }
+    }
+    cluster
+}
+
+fn raw_cluster(znodes: &[Znode]) -> Cluster {
     let values: Vec<(String, Option<String>)> = znodes
         .iter()
         .map(|z| {
@@ -246,6 +266,7 @@ mod tests {
         ]);
         assert_eq!(c.initialize.as_deref(), Some("7710804728716608962"));
         assert_eq!(c.config.as_ref().and_then(|c| c.version), Some(0));
+        assert_eq!(c.config.as_ref().and_then(|c| c.modify_version), Some(0xf));
         let leader = c.leader.as_ref().expect("leader");
         assert_eq!(leader.name, "node1");
         assert_eq!(leader.version, Some(0));
@@ -271,6 +292,9 @@ mod tests {
         ]);
         assert_eq!(c.leader.as_ref().and_then(|l| l.session.clone()), None);
         assert_eq!(c.status.last_lsn, 1234);
+        // An invalid config keeps modification index 0, as Patroni reads it.
+        let c = cluster_from_znodes(&[znode("config", "[1]", 4, 9, 0)]);
+        assert_eq!(c.config.as_ref().and_then(|c| c.modify_version), Some(0));
         let c = cluster_from_znodes(&[znode("members/x", "\u{fffd}not json", 0, 1, 7)]);
         assert_eq!(c.members.len(), 1);
         assert!(cluster_from_znodes(&[]).leader.is_none());
