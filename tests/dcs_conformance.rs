@@ -4,8 +4,7 @@
 //! nothing behind.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use patroni::dcs::etcd::Etcd as EtcdV2;
@@ -19,14 +18,6 @@ use patroni::model::Cluster;
 mod zookeeper_server;
 use zookeeper_server::ZooKeeperServer;
 
-/// A throwaway etcd server.
-struct Etcd {
-    child: Child,
-    client_port: u16,
-    _dir: tempfile::TempDir,
-    args: Vec<String>,
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -34,110 +25,9 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn etcd_binary() -> PathBuf {
-    for p in ["/usr/bin/etcd", "/usr/local/bin/etcd"] {
-        if std::path::Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    panic!("etcd not installed (apt-get install etcd-server)");
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        Etcd::start_with(tempfile::tempdir().expect("tempdir"), None)
-    }
-
-    /// `tls`: (certificate dir with ca.crt, server.crt, server.key) to serve
-    /// HTTPS and require client certificates.
-    fn start_with(dir: tempfile::TempDir, tls: Option<&std::path::Path>) -> Etcd {
-        let client_port = free_port();
-        let peer_port = free_port();
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let client = format!("{scheme}://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let args = vec![
-            "--name".into(),
-            "conformance".into(),
-            "--data-dir".into(),
-            dir.path().join("data").display().to_string(),
-            "--listen-client-urls".into(),
-            client.clone(),
-            "--advertise-client-urls".into(),
-            client,
-            "--listen-peer-urls".into(),
-            peer.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer.clone(),
-            "--initial-cluster".into(),
-            format!("conformance={peer}"),
-            "--enable-v2=true".into(),
-        ];
-        let mut args = args;
-        if let Some(certs) = tls {
-            for (flag, file) in [
-                ("--cert-file", "server.crt"),
-                ("--key-file", "server.key"),
-                ("--trusted-ca-file", "ca.crt"),
-            ] {
-                args.push(flag.into());
-                args.push(certs.join(file).display().to_string());
-            }
-            args.push("--client-cert-auth".into());
-        }
-        let child = spawn(&args);
-        let etcd = Etcd {
-            child,
-            client_port,
-            _dir: dir,
-            args,
-        };
-        etcd.wait_ready();
-        etcd
-    }
-
-    fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
-                std::thread::sleep(Duration::from_millis(300));
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("etcd did not start on port {}", self.client_port);
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        self.child = spawn(&self.args);
-        self.wait_ready();
-    }
-}
-
-fn spawn(args: &[String]) -> Child {
-    Command::new(etcd_binary())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd starts")
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+#[path = "support/etcd.rs"]
+mod etcd_server;
+use etcd_server::Etcd;
 
 /// The server a backend talks to.
 enum Server {
