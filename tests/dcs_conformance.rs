@@ -1,25 +1,22 @@
 //! The DCS conformance suite: every backend must behave the same against a
-//! real server. Each test starts its own etcd (3.4, v2 API enabled) on free
-//! loopback ports, so tests run in parallel and leave nothing behind.
+//! real server. Each test starts its own etcd (3.4, v2 API enabled) or
+//! ZooKeeper on free loopback ports, so tests run in parallel and leave
+//! nothing behind.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use patroni::dcs::etcd::Etcd as EtcdV2;
 use patroni::dcs::etcd3::Etcd3;
 use patroni::dcs::settings::EtcdConnection;
+use patroni::dcs::zookeeper::{ZkConnection, ZooKeeper};
 use patroni::dcs::{Dcs, DcsError, KeyPaths, Timing};
 use patroni::model::Cluster;
 
-/// A throwaway etcd server.
-struct Etcd {
-    child: Child,
-    client_port: u16,
-    _dir: tempfile::TempDir,
-    args: Vec<String>,
-}
+#[path = "support/zookeeper.rs"]
+mod zookeeper_server;
+use zookeeper_server::ZooKeeperServer;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -28,108 +25,44 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn etcd_binary() -> PathBuf {
-    for p in ["/usr/bin/etcd", "/usr/local/bin/etcd"] {
-        if std::path::Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    panic!("etcd not installed (apt-get install etcd-server)");
+#[path = "support/etcd.rs"]
+mod etcd_server;
+use etcd_server::Etcd;
+
+/// The server a backend talks to.
+enum Server {
+    Etcd(Etcd),
+    ZooKeeper(ZooKeeperServer),
 }
 
-impl Etcd {
-    fn start() -> Etcd {
-        Etcd::start_with(tempfile::tempdir().expect("tempdir"), None)
+impl Server {
+    fn etcd() -> Server {
+        Server::Etcd(Etcd::start())
     }
 
-    /// `tls`: (certificate dir with ca.crt, server.crt, server.key) to serve
-    /// HTTPS and require client certificates.
-    fn start_with(dir: tempfile::TempDir, tls: Option<&std::path::Path>) -> Etcd {
-        let client_port = free_port();
-        let peer_port = free_port();
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let client = format!("{scheme}://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let args = vec![
-            "--name".into(),
-            "conformance".into(),
-            "--data-dir".into(),
-            dir.path().join("data").display().to_string(),
-            "--listen-client-urls".into(),
-            client.clone(),
-            "--advertise-client-urls".into(),
-            client,
-            "--listen-peer-urls".into(),
-            peer.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer.clone(),
-            "--initial-cluster".into(),
-            format!("conformance={peer}"),
-            "--enable-v2=true".into(),
-        ];
-        let mut args = args;
-        if let Some(certs) = tls {
-            for (flag, file) in [
-                ("--cert-file", "server.crt"),
-                ("--key-file", "server.key"),
-                ("--trusted-ca-file", "ca.crt"),
-            ] {
-                args.push(flag.into());
-                args.push(certs.join(file).display().to_string());
-            }
-            args.push("--client-cert-auth".into());
-        }
-        let child = spawn(&args);
-        let etcd = Etcd {
-            child,
-            client_port,
-            _dir: dir,
-            args,
-        };
-        etcd.wait_ready();
-        etcd
+    fn zookeeper() -> Server {
+        Server::ZooKeeper(ZooKeeperServer::start())
     }
 
     fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
-                std::thread::sleep(Duration::from_millis(300));
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match self {
+            Server::Etcd(e) => e.endpoint(),
+            Server::ZooKeeper(z) => z.endpoint(),
         }
-        panic!("etcd did not start on port {}", self.client_port);
     }
 
     fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match self {
+            Server::Etcd(e) => e.stop(),
+            Server::ZooKeeper(z) => z.stop(),
+        }
     }
 
     fn restart(&mut self) {
-        self.stop();
-        self.child = spawn(&self.args);
-        self.wait_ready();
-    }
-}
-
-fn spawn(args: &[String]) -> Child {
-    Command::new(etcd_binary())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd starts")
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
+        match self {
+            Server::Etcd(e) => e.restart(),
+            Server::ZooKeeper(z) => z.restart(),
+        }
     }
 }
 
@@ -141,7 +74,7 @@ fn timing(ttl: u64) -> Timing {
     }
 }
 
-fn etcd3(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
+fn etcd3(etcd: &Server, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
     let settings = EtcdConnection {
         hosts: vec![etcd.endpoint()],
         protocol: "http".into(),
@@ -154,7 +87,7 @@ fn etcd3(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
     ))
 }
 
-fn etcd2(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
+fn etcd2(etcd: &Server, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
     let settings = EtcdConnection {
         hosts: vec![etcd.endpoint()],
         protocol: "http".into(),
@@ -165,6 +98,15 @@ fn etcd2(etcd: &Etcd, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
         settings,
         timing(ttl),
     );
+    Box::new(backend.expect("valid settings"))
+}
+
+fn zookeeper(zk: &Server, scope: &str, name: &str, ttl: u64) -> Box<dyn Dcs> {
+    let conn = ZkConnection {
+        hosts: vec![zk.endpoint()],
+        ..Default::default()
+    };
+    let backend = ZooKeeper::new(KeyPaths::new("/service/", scope, name), conn, timing(ttl));
     Box::new(backend.expect("valid settings"))
 }
 
@@ -186,19 +128,26 @@ fn leader_name(c: &Cluster) -> Option<&str> {
     c.leader.as_ref().map(|l| l.name.as_str())
 }
 
-type Factory = fn(&Etcd, &str, &str, u64) -> Box<dyn Dcs>;
+type Factory = fn(&Server, &str, &str, u64) -> Box<dyn Dcs>;
 
-const BACKENDS: &[(&str, Factory)] = &[("etcd3", etcd3), ("etcd (v2)", etcd2)];
+/// (name, server to start, client factory).
+type Backend = (&'static str, fn() -> Server, Factory);
+
+const BACKENDS: &[Backend] = &[
+    ("etcd3", Server::etcd, etcd3),
+    ("etcd (v2)", Server::etcd, etcd2),
+    ("zookeeper", Server::zookeeper, zookeeper),
+];
 
 /// Run `body` for every backend against one fresh server each.
 async fn for_each_backend<F, Fut>(body: F)
 where
-    F: Fn(Etcd, Factory) -> Fut,
+    F: Fn(Server, Factory) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    for (name, factory) in BACKENDS {
+    for (name, server, factory) in BACKENDS {
         eprintln!("backend {name}");
-        body(Etcd::start(), *factory).await;
+        body(server(), *factory).await;
     }
 }
 
@@ -257,7 +206,10 @@ async fn member_keys_are_visible_and_leader_and_member_expire_after_ttl() {
         let m = c.member("a").expect("a is visible to b");
         assert_eq!(m.role(), Some("primary"));
         assert_eq!(m.to_node(), value);
-        // a stops refreshing: both keys vanish within ttl (+ slack).
+        // a dies: both keys vanish within ttl (+ slack). (A ZooKeeper
+        // session lives as long as its client pings, so only a dead or
+        // hung client loses its ephemeral keys.)
+        drop(a);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let c = b.get_cluster().await.expect("cluster");
@@ -311,6 +263,7 @@ async fn watch_wakes_on_leader_change_and_expiry_and_times_out_otherwise() {
             .await
             .leader
             .and_then(|l| l.version);
+        drop(short);
         let t0 = Instant::now();
         let mut woke = false;
         while !woke && t0.elapsed() < Duration::from_secs(10) {
@@ -471,7 +424,21 @@ async fn a_dead_endpoint_in_the_list_is_skipped() {
         timing(10),
     )
     .expect("settings");
-    for (name, dcs) in [("etcd3", &v3 as &dyn Dcs), ("etcd", &v2 as &dyn Dcs)] {
+    let zk = ZooKeeperServer::start();
+    let zk = ZooKeeper::new(
+        KeyPaths::new("/service/", "multi", "a"),
+        ZkConnection {
+            hosts: vec![format!("127.0.0.1:{}", free_port()), zk.endpoint()],
+            ..Default::default()
+        },
+        timing(10),
+    )
+    .expect("settings");
+    for (name, dcs) in [
+        ("etcd3", &v3 as &dyn Dcs),
+        ("etcd", &v2 as &dyn Dcs),
+        ("zookeeper", &zk as &dyn Dcs),
+    ] {
         for _ in 0..5 {
             assert!(
                 dcs.attempt_to_acquire_leader().await.is_ok(),
@@ -561,7 +528,15 @@ async fn etcd3_username_and_password() {
         Err(DcsError::Other(_) | DcsError::Unreachable(_)) => {}
         other => panic!("a wrong password must fail clearly, got {other:?}"),
     }
-    let anonymous = etcd3(&etcd, "auth", "b", 10);
+    let anonymous = Etcd3::new(
+        KeyPaths::new("/service/", "auth", "b"),
+        EtcdConnection {
+            hosts: vec![etcd.endpoint()],
+            protocol: "http".into(),
+            ..Default::default()
+        },
+        timing(10),
+    );
     assert!(
         anonymous.write_status("{}").await.is_err(),
         "auth is enforced"
@@ -642,4 +617,37 @@ async fn tls_with_client_certificates_on_both_backends() {
     )
     .expect("settings");
     assert!(v2_anonymous.write_status("{}").await.is_err());
+}
+
+/// ZooKeeper cannot change a session's timeout: a `ttl` change opens a new
+/// session, wakes the loop at once, and our ephemeral member znode is
+/// created again under the new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_ttl_change_opens_a_new_session() {
+    let server = Server::zookeeper();
+    let a = zookeeper(&server, "zkttl", "a", 10);
+    let b = zookeeper(&server, "zkttl", "b", 10);
+    let member = r#"{"state":"running"}"#;
+    a.touch_member(None, member).await.expect("touch");
+    let session = |c: &Cluster| c.member("a").and_then(|m| m.session.clone());
+    let first = session(&b.get_cluster().await.expect("cluster")).expect("ephemeral");
+    // Unchanged data on the same session: no write (the version stays).
+    let c = a.get_cluster().await.expect("cluster");
+    a.touch_member(Some(&c), member).await.expect("touch");
+    let version = |c: &Cluster| c.member("a").and_then(|m| m.version);
+    assert_eq!(
+        version(&a.get_cluster().await.expect("cluster")),
+        version(&c)
+    );
+    a.set_timing(timing(20));
+    assert!(a.watch(None, Duration::from_secs(5)).await);
+    // The next call opens the new session: the old one's znode is gone.
+    let c = a.get_cluster().await.expect("cluster");
+    a.touch_member(Some(&c), member).await.expect("touch");
+    let c = read_until(&*b, |c| session(c).is_some_and(|s| s != first)).await;
+    assert_ne!(
+        session(&c),
+        Some(first),
+        "member znode moved to the new session"
+    );
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run upstream Patroni's behave acceptance suite against patroni-rs.
 #
-#   compat/acceptance/run.sh [--dcs etcd3|etcd] [--oracle] [FEATURE ...]
+#   compat/acceptance/run.sh [--dcs etcd3|etcd|zookeeper] [--oracle] [FEATURE ...]
 #
 # FEATURE is a feature name (basic_replication) or file; default: all.
 # Fetches and verifies upstream's source (fetch_upstream.sh), unpacks it in
@@ -26,7 +26,7 @@ while (($#)); do
         *) features+=("$1"); shift ;;
     esac
 done
-case "$dcs" in etcd3|etcd) ;; *) echo "run.sh: unsupported DCS $dcs (etcd3, etcd)" >&2; exit 2 ;; esac
+case "$dcs" in etcd3|etcd|zookeeper) ;; *) echo "run.sh: unsupported DCS $dcs (etcd3, etcd, zookeeper)" >&2; exit 2 ;; esac
 
 user=patroni-rs-test
 id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
@@ -53,7 +53,9 @@ echo "acceptance: upstream $(basename "$tarball") in $work, DCS $dcs, $( [[ $ora
 
 # The harness's ports are fixed: wait for anything else using them (another
 # run, the demo cluster) to finish rather than talk to a foreign etcd.
-"$here/ports_free.sh" "${PORT_WAIT:-600}" 2379 2380 8008 8009 8010 8011 8012 ||
+dcs_ports=(2379 2380)
+[[ $dcs == zookeeper ]] && dcs_ports=(2181)
+"$here/ports_free.sh" "${PORT_WAIT:-600}" "${dcs_ports[@]}" 8008 8009 8010 8011 8012 ||
     { echo "run.sh: the acceptance suite's ports are taken, not starting" >&2; exit 1; }
 
 # The DCS runs for the whole suite, as the unprivileged user.
@@ -63,15 +65,36 @@ cleanup() {
     pkill -u "$user" -f "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
-su -s /bin/bash "$user" -c "cd '$work' && exec etcd --enable-v2=true --data-dir '$work/etcd-data' \
-    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-    --listen-peer-urls http://127.0.0.1:2380 >'$work/etcd.log' 2>&1" &
-etcd_pid=$!
-for _ in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null && break
-    sleep 0.1
-done
-kill -0 "$etcd_pid" 2>/dev/null || { echo "run.sh: etcd did not start, see $work/etcd.log" >&2; exit 1; }
+if [[ $dcs == zookeeper ]]; then
+    # Upstream's ZooKeeperController expects an external ZooKeeper on
+    # localhost:2181 that `pgrep -nf 'java .*zookeeper'` finds (it pauses it
+    # with SIGSTOP for the outage scenarios). Short tick: session timeouts
+    # from 1 s to 120 s are accepted.
+    mkdir -p "$work/zookeeper-data"
+    printf '%s\n' "tickTime=500" "dataDir=$work/zookeeper-data" "clientPort=2181" \
+        "minSessionTimeout=1000" "maxSessionTimeout=120000" "admin.enableServer=false" \
+        "4lw.commands.whitelist=ruok" >"$work/zoo.cfg"
+    chown -R "$user:" "$work/zookeeper-data" "$work/zoo.cfg"
+    su -s /bin/bash "$user" -c "cd '$work' && exec java -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
+        -Dzookeeper.log.dir='$work' -Dzookeeper.root.logger=INFO,CONSOLE \
+        org.apache.zookeeper.server.ZooKeeperServerMain '$work/zoo.cfg' >'$work/zookeeper.log' 2>&1" &
+    etcd_pid=$!
+    for _ in $(seq 1 300); do
+        [[ "$( (exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && timeout 1 cat <&3) 2>/dev/null)" == imok ]] && break
+        sleep 0.1
+    done
+    kill -0 "$etcd_pid" 2>/dev/null || { echo "run.sh: ZooKeeper did not start, see $work/zookeeper.log" >&2; exit 1; }
+else
+    su -s /bin/bash "$user" -c "cd '$work' && exec etcd --enable-v2=true --data-dir '$work/etcd-data' \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 >'$work/etcd.log' 2>&1" &
+    etcd_pid=$!
+    for _ in $(seq 1 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null && break
+        sleep 0.1
+    done
+    kill -0 "$etcd_pid" 2>/dev/null || { echo "run.sh: etcd did not start, see $work/etcd.log" >&2; exit 1; }
+fi
 
 targets=()
 for f in "${features[@]}"; do

@@ -94,7 +94,8 @@ def running_cluster(tmp_path_factory: pytest.TempPathFactory, dcs: str, daemon_a
                     scope: Optional[str] = None) -> Iterator[harness.Cluster]:
     """A started cluster (one node per entry of `tags`) in a fresh directory,
     its logs attached to failure reports, cleaned up on exit."""
-    for binary in (harness.ETCD_BIN, f"{harness.PG_BIN_DIR}/postgres"):
+    server = harness.ZOOKEEPER_JAR if dcs == "zookeeper" else harness.ETCD_BIN
+    for binary in (server, f"{harness.PG_BIN_DIR}/postgres"):
         if not os.path.exists(binary):
             pytest.fail(f"{binary} is missing (run .ci/setup)")
     workdir = tmp_path_factory.mktemp(f"{prefix}-{dcs}")
@@ -113,9 +114,16 @@ def running_cluster(tmp_path_factory: pytest.TempPathFactory, dcs: str, daemon_a
         _ACTIVE.remove(c)
 
 
-@pytest.fixture(scope="module", params=["etcd3", "etcd"])
+# The DCS a module runs on unless it lists its own in `E2E_DCS`: ZooKeeper
+# runs only where a module asks for it, to keep the CI run short.
+DEFAULT_DCS = ("etcd3", "etcd")
+
+
+@pytest.fixture(scope="module", params=["etcd3", "etcd", "zookeeper"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
     """A started (not yet necessarily bootstrapped) 3-node cluster; node2
     carries `nofailover: true` for the whole module."""
+    if request.param not in getattr(request.module, "E2E_DCS", DEFAULT_DCS):
+        pytest.skip(f"{request.module.__name__} does not run on {request.param}")
     with running_cluster(tmp_path_factory, request.param, daemon_argv, [{}, {}, {"nofailover": True}]) as c:
         yield c

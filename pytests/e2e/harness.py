@@ -1,4 +1,5 @@
-"""Real processes for the end-to-end tests: an etcd server and Patroni nodes.
+"""Real processes for the end-to-end tests: an etcd or ZooKeeper server and
+Patroni nodes.
 
 Everything listens on 127.0.0.1 on ports picked free at start, and lives in a
 directory given by the caller (pytest's tmp_path_factory). PostgreSQL refuses
@@ -31,6 +32,10 @@ import yaml
 
 PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 ETCD_BIN = "/usr/bin/etcd"
+# ZooKeeper 3.8 from the Debian `zookeeper` package: the jar (its manifest
+# names its dependencies) and the log4j settings directory.
+ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
+ZOOKEEPER_CONF_DIR = "/etc/zookeeper/conf"
 VENV = pathlib.Path(os.environ.get("PATRONI_RS_VENV", "/opt/patroni-rs/venv"))
 PYTHON_PATRONI = VENV / "bin" / "patroni"
 PATRONICTL = VENV / "bin" / "patronictl"
@@ -299,6 +304,112 @@ class Etcd:
         return (answer.get("node") or {}).get("value")
 
 
+# --- ZooKeeper -----------------------------------------------------------------
+
+class ZooKeeper:
+    """One standalone ZooKeeper on loopback, with the same interface as
+    Etcd (start, stop, get, keys, log, client_port). Its tick is short so
+    that session timeouts from 1 s to 120 s are accepted (Patroni asks for
+    `ttl` seconds)."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.dir = workdir
+        self.client_port = free_port()
+        self.log = workdir / "zookeeper.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self._client = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        data = self.dir / "zookeeper-data"
+        data.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "zoo.cfg"
+        cfg.write_text(f"tickTime=500\ndataDir={data}\nclientPort={self.client_port}\n"
+                       "clientPortAddress=127.0.0.1\nminSessionTimeout=1000\nmaxSessionTimeout=120000\n"
+                       "admin.enableServer=false\n4lw.commands.whitelist=ruok\n")
+        argv = ["java", "-cp", f"{ZOOKEEPER_CONF_DIR}:{ZOOKEEPER_JAR}", f"-Dzookeeper.log.dir={self.dir}",
+                "-Dzookeeper.root.logger=INFO,CONSOLE", "org.apache.zookeeper.server.ZooKeeperServerMain", str(cfg)]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+        def check() -> None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"ZooKeeper exited with {self.proc.returncode}:\n{tail(self.log)}")
+
+        def ruok() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1) as s:
+                    s.settimeout(1)
+                    s.sendall(b"ruok")
+                    return s.recv(16) == b"imok"
+            except OSError:
+                return False
+
+        wait_for(ruok, 30, "ZooKeeper ruok", check=check)
+
+    def client(self):
+        """A kazoo client (started once, shared by the test threads)."""
+        from kazoo.client import KazooClient
+        with self._lock:
+            if self._client is None:
+                self._client = KazooClient(hosts=f"127.0.0.1:{self.client_port}", timeout=10)
+                self._client.start(timeout=10)
+            return self._client
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.stop()
+                    self._client.close()
+                except Exception:  # noqa: BLE001 - the server may be gone already
+                    pass
+                self._client = None
+        if self.proc is None:
+            return
+        killpg_quietly(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            killpg_quietly(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def get(self, dcs: str, key: str) -> Optional[str]:
+        """The data of the znode `key` (an absolute Patroni key), or None."""
+        from kazoo.exceptions import NoNodeError
+        try:
+            data, _ = self.client().get(key)
+        except NoNodeError:
+            return None
+        return data.decode("utf-8")
+
+    def keys(self, prefix: str) -> Dict[str, str]:
+        """Every znode under `prefix` (absolute, ending in '/') that has no
+        children, with its data: Patroni's keys (parents are directories)."""
+        from kazoo.exceptions import NoNodeError
+        out: Dict[str, str] = {}
+        client = self.client()
+
+        def walk(path: str) -> None:
+            try:
+                children = client.get_children(path)
+                if not children:
+                    out[path] = client.get(path)[0].decode("utf-8")
+                for child in children:
+                    walk(f"{path}/{child}")
+            except NoNodeError:
+                pass
+        walk(prefix.rstrip("/"))
+        return out
+
+
+def dcs_server(workdir: pathlib.Path, dcs: str) -> "Etcd | ZooKeeper":
+    """The server process the `dcs` section talks to."""
+    return ZooKeeper(workdir) if dcs == "zookeeper" else Etcd(workdir)
+
+
 # --- Patroni nodes -------------------------------------------------------------
 
 class Node:
@@ -335,7 +446,8 @@ class Node:
             "name": self.name,
             "restapi": {"listen": f"127.0.0.1:{self.rest_port}",
                         "connect_address": f"127.0.0.1:{self.rest_port}"},
-            c.dcs: {"hosts": f"127.0.0.1:{c.etcd.client_port}"},
+            c.dcs: ({"hosts": [f"127.0.0.1:{c.etcd.client_port}"]} if c.dcs == "zookeeper"
+                     else {"hosts": f"127.0.0.1:{c.etcd.client_port}"}),
             "log": {"level": "INFO", "dir": str(self.log_dir)},
             "bootstrap": {
                 "dcs": {
@@ -514,11 +626,11 @@ class Node:
 
 
 class Cluster:
-    """An etcd server and three Patroni nodes sharing one scope."""
+    """A DCS server (etcd, or ZooKeeper) and Patroni nodes sharing one scope."""
 
     def __init__(self, workdir: pathlib.Path, dcs: str, daemon: List[str], run_as: RunAs,
                  node_tags: List[Dict[str, object]], dynamic: Optional[Dict[str, object]] = None):
-        assert dcs in ("etcd3", "etcd"), dcs
+        assert dcs in ("etcd3", "etcd", "zookeeper"), dcs
         # Extra `bootstrap.dcs` settings (e.g. synchronous_mode).
         self.dynamic = dict(dynamic or {})
         self.dir = workdir
@@ -527,7 +639,8 @@ class Cluster:
         self.run_as = run_as
         self.scope = f"e2e-{dcs}"
         self.namespace = "/service/"
-        self.etcd = Etcd(workdir)
+        # The DCS server; named `etcd` for history, a ZooKeeper for "zookeeper".
+        self.etcd = dcs_server(workdir, dcs)
         self.nodes = [Node(self, i, tags) for i, tags in enumerate(node_tags)]
         # Every leader name seen in the DCS, in order, recorded by a
         # background poller for the whole life of the cluster.
@@ -637,15 +750,17 @@ class Cluster:
 
     def log_tails(self, lines: int = 60) -> str:
         parts = [n.log_tail(lines) for n in self.nodes]
-        parts.append(f"--- etcd ---\n{tail(self.etcd.log, 15)}")
+        parts.append(f"--- {'zookeeper' if self.dcs == 'zookeeper' else 'etcd'} ---\n{tail(self.etcd.log, 15)}")
         return "\n".join(parts)
 
 
 # --- additions for the patronictl and HAProxy tests ---------------------------
 
-def etcd_keys(etcd: Etcd, dcs: str, prefix: str) -> Dict[str, str]:
+def etcd_keys(etcd: "Etcd | ZooKeeper", dcs: str, prefix: str) -> Dict[str, str]:
     """Every key under `prefix` (absolute, ending in '/') with its value,
     read through the API that `dcs` uses."""
+    if isinstance(etcd, ZooKeeper):
+        return etcd.keys(prefix)
     if dcs == "etcd3":
         start = prefix.encode()
         end = start[:-1] + bytes([start[-1] + 1])

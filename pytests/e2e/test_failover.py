@@ -1,5 +1,5 @@
-"""End-to-end: a 3-node cluster on a real etcd (v3 and v2 APIs) and real
-PostgreSQL 15, driven only from outside (signals, SQL, REST, DCS).
+"""End-to-end: a 3-node cluster on a real etcd (v3 and v2 APIs) or ZooKeeper
+and real PostgreSQL 15, driven only from outside (signals, SQL, REST, DCS).
 
 The scenarios run in order on one cluster per DCS to keep the run short; each
 starts from the state the previous one left (one leader, two streaming
@@ -19,6 +19,9 @@ import pytest
 from .harness import LOOP_WAIT, TTL, Cluster, Node, wait_for
 
 pytestmark = pytest.mark.e2e
+
+# Every DCS backend, ZooKeeper included (conftest's `cluster` fixture).
+E2E_DCS = ("etcd3", "etcd", "zookeeper")
 
 NOFAILOVER = "node2"
 

@@ -49,7 +49,7 @@ if os.environ.get("PATRONI_RS_SHARED"):
 
 # --- fixture ------------------------------------------------------------------
 
-@pytest.fixture(scope="module", params=["etcd3", "etcd"])
+@pytest.fixture(scope="module", params=["etcd3", "etcd", "zookeeper"])
 def ctl_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, daemon_argv: List[str]):
     """A bootstrapped 3-node cluster (node2 `nofailover`). Unlike the
     `cluster` fixture, a failed scenario does not skip the next ones: each

@@ -10,7 +10,7 @@
 //! unless failsafe applies), [`DcsError::CasFailed`] (someone else won a
 //! compare-and-set: not an outage) and [`DcsError::NotFound`].
 //!
-//! Backends: [`etcd3`] (gRPC), [`etcd`] (v2 HTTP API).
+//! Backends: [`etcd3`] (gRPC), [`etcd`] (v2 HTTP API), [`zookeeper`].
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ pub mod etcd;
 pub mod etcd3;
 pub mod path;
 pub mod settings;
+pub mod zookeeper;
 
 pub use path::KeyPaths;
 pub use settings::from_config;

@@ -1,4 +1,5 @@
-//! From the `etcd:` / `etcd3:` configuration sections to a backend.
+//! From the `etcd:` / `etcd3:` / `zookeeper:` configuration sections to a
+//! backend (the `zookeeper:` section is parsed in [`super::zookeeper::config`]).
 //!
 //! Endpoints are resolved the way Patroni resolves them: `proxy` wins and is
 //! used as a `url`; a `url` gives protocol, host, port (default 2379) and
@@ -162,7 +163,14 @@ pub fn from_config(config: &Map, timing: Timing) -> Result<Box<dyn Dcs>, DcsErro
         let ep = etcd_endpoints(s).map_err(|e| DcsError::Other(format!("etcd: {e}")))?;
         return Ok(Box::new(Etcd::new(paths, ep, timing)?));
     }
-    for other in ["zookeeper", "consul", "kubernetes", "exhibitor", "raft"] {
+    if let Some(s) = section("zookeeper") {
+        let conn = super::zookeeper::zookeeper_connection(s)
+            .map_err(|e| DcsError::Other(format!("zookeeper: {e}")))?;
+        return Ok(Box::new(super::zookeeper::ZooKeeper::new(
+            paths, conn, timing,
+        )?));
+    }
+    for other in ["consul", "kubernetes", "exhibitor", "raft"] {
         if config.contains_key(other) {
             return Err(DcsError::Other(format!(
                 "the {other} DCS is not supported by patroni-rs yet"
@@ -238,10 +246,15 @@ mod tests {
             t
         )
         .is_ok());
-        let err = from_config(&cfg("{name: n, scope: s, zookeeper: {hosts: [a]}}"), t)
+        assert!(from_config(&cfg("{name: n, scope: s, zookeeper: {hosts: [a]}}"), t).is_ok());
+        let err = from_config(&cfg("{name: n, scope: s, zookeeper: {hosts: []}}"), t)
             .err()
-            .expect("zk");
+            .expect("zk without hosts");
         assert!(err.to_string().contains("zookeeper"));
+        let err = from_config(&cfg("{name: n, scope: s, consul: {host: a}}"), t)
+            .err()
+            .expect("consul");
+        assert!(err.to_string().contains("consul"));
         assert!(from_config(&cfg("{name: n, scope: s}"), t).is_err());
     }
 }
