@@ -651,3 +651,65 @@ async fn zookeeper_ttl_change_opens_a_new_session() {
         "member znode moved to the new session"
     );
 }
+
+/// The leader's wait ends when a new member key appears (so it can make
+/// the newcomer's slot before the replica first tries to stream), and not
+/// for refreshes of existing member keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_wakes_when_a_member_key_appears() {
+    for (name, server, make) in &BACKENDS[..2] {
+        eprintln!("backend {name}");
+        let etcd = server();
+        let a = make(&etcd, "newmember", "a", 10);
+        assert!(a.attempt_to_acquire_leader().await.expect("race"));
+        a.touch_member(None, r#"{"state":"running"}"#)
+            .await
+            .expect("own key");
+        read_until(&*a, |c| {
+            leader_name(c) == Some("a") && c.member("a").is_some()
+        })
+        .await;
+        // Events from before (our own key appearing) are drained first.
+        let _ = a.watch(None, Duration::from_secs(1)).await;
+        read_until(&*a, |c| leader_name(c) == Some("a")).await;
+        // A refresh of an existing member key: sleeps the whole wait.
+        let a = std::sync::Arc::new(a);
+        let refresher = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                a.touch_member(None, r#"{"state":"running","x":1}"#)
+                    .await
+                    .expect("refresh");
+            })
+        };
+        let started = Instant::now();
+        assert!(
+            !a.watch(None, Duration::from_secs(2)).await,
+            "{name}: a refresh woke the leader"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(1800));
+        refresher.await.expect("join");
+        // A new member: wakes at once.
+        read_until(&**a, |c| leader_name(c) == Some("a")).await;
+        let b = make(&etcd, "newmember", "b", 10);
+        let joiner = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.touch_member(None, r#"{"state":"starting"}"#)
+                .await
+                .expect("join");
+            b
+        });
+        let started = Instant::now();
+        assert!(
+            a.watch(None, Duration::from_secs(8)).await,
+            "{name}: a new member did not wake the leader"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{name}: woke after {:?}",
+            started.elapsed()
+        );
+        drop(joiner.await.expect("join"));
+    }
+}

@@ -30,6 +30,9 @@ struct State {
     current: usize,
     /// Set when `ttl` changed: the next `watch` returns at once.
     ttl_changed: bool,
+    /// The last cluster read found the leader key holding our name: the
+    /// etcd index to watch `members/` from (see [`Etcd::watch_new_members`]).
+    members_from: Option<i64>,
 }
 
 pub struct Etcd {
@@ -125,6 +128,7 @@ impl Etcd {
                 timing,
                 current: 0,
                 ttl_changed: false,
+                members_from: None,
             }),
         })
     }
@@ -305,6 +309,12 @@ impl Dcs for Etcd {
         if let Some(node) = body.get("node") {
             collect_leaves(node, &self.paths, &mut leaves);
         }
+        let leading = leaves
+            .iter()
+            .any(|(key, value, _, _)| key == "leader" && value == self.paths.name());
+        if let Ok(mut s) = self.state.lock() {
+            s.members_from = leading.then_some(etcd_index + 1);
+        }
         let sessions: Vec<Option<String>> =
             leaves.iter().map(|l| l.3.map(|t| t.to_string())).collect();
         let nodes = leaves
@@ -455,6 +465,12 @@ impl Dcs for Etcd {
             }
         }
         let started = Instant::now();
+        let members_from = self.state.lock().ok().and_then(|s| s.members_from);
+        if let (None, Some(from)) = (leader_version, members_from) {
+            if timeout >= Duration::from_secs(1) {
+                return self.watch_new_members(from, started + timeout).await;
+            }
+        }
         if let Some(index) = leader_version.filter(|_| timeout >= Duration::from_secs(1)) {
             let params = [
                 ("wait", "true".to_owned()),
@@ -480,4 +496,56 @@ impl Dcs for Etcd {
         tokio::time::sleep(timeout.saturating_sub(started.elapsed())).await;
         false
     }
+}
+
+impl Etcd {
+    /// The leader's wait: woken early only when a member key is created
+    /// (a new replica, whose slot the leader should make before the
+    /// replica's first attempt to stream), as on etcd3. Refreshes of
+    /// existing member keys (every member rewrites its key each loop on
+    /// etcd v2) are skipped over until `deadline`.
+    async fn watch_new_members(&self, mut from: i64, deadline: Instant) -> bool {
+        let members = self.paths.key("members");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(100) {
+                return false;
+            }
+            let params = [
+                ("wait", "true".to_owned()),
+                ("recursive", "true".to_owned()),
+                ("waitIndex", from.to_string()),
+            ];
+            match self
+                .request(Method::Get, &members, &params, Some(left))
+                .await
+            {
+                Ok((status, _, body)) if (200..300).contains(&status) => {
+                    if is_new_key(&body) {
+                        if let Ok(mut s) = self.state.lock() {
+                            s.members_from = None;
+                        }
+                        return true;
+                    }
+                    match body.pointer("/node/modifiedIndex").and_then(Value::as_i64) {
+                        Some(index) => from = index + 1,
+                        None => break,
+                    }
+                }
+                // A timeout (408), "event index cleared" or an error:
+                // fall back to sleeping out the loop.
+                _ => break,
+            }
+        }
+        tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        false
+    }
+}
+
+/// A watch event that created a key (no previous node).
+fn is_new_key(event: &Value) -> bool {
+    matches!(
+        event.get("action").and_then(Value::as_str),
+        Some("set" | "create")
+    ) && event.get("prevNode").is_none()
 }
