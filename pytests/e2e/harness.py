@@ -237,6 +237,16 @@ def killpg_quietly(pgid: int, sig: int) -> None:
         pass
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a server's process group, SIGKILL it after 10 s."""
+    killpg_quietly(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        killpg_quietly(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def tail(path: pathlib.Path, lines: int = 60) -> str:
     try:
         with open(path, "rb") as f:
@@ -284,12 +294,7 @@ class Etcd:
     def stop(self) -> None:
         if self.proc is None:
             return
-        killpg_quietly(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            killpg_quietly(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        stop_group(self.proc)
         self.proc = None
 
     def get(self, dcs: str, key: str) -> Optional[str]:
@@ -368,12 +373,7 @@ class ZooKeeper:
                 self._client = None
         if self.proc is None:
             return
-        killpg_quietly(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            killpg_quietly(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        stop_group(self.proc)
         self.proc = None
 
     def get(self, dcs: str, key: str) -> Optional[str]:

@@ -166,14 +166,17 @@ fn set_pair(pairs: &mut Vec<(String, String)>, key: &str, value: String) {
 /// Patroni looks for a top-level `authentication.superuser` here (which a
 /// configuration does not normally have), then falls back.
 fn configured_superuser(config: &Map, key: &str) -> Option<String> {
-    config
-        .get("authentication")
-        .and_then(Value::as_map)
-        .and_then(|a| a.get("superuser"))
-        .and_then(Value::as_map)
-        .and_then(|su| su.get(key))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    str_at(config, &["authentication", "superuser", key])
+}
+
+/// The string at a path of nested mappings.
+fn str_at(config: &Map, path: &[&str]) -> Option<String> {
+    let (last, sections) = path.split_last()?;
+    let mut map = config;
+    for section in sections {
+        map = map.get(section).and_then(Value::as_map)?;
+    }
+    map.get(last).and_then(Value::as_str).map(str::to_owned)
 }
 
 fn os_user() -> String {
@@ -408,16 +411,7 @@ fn stripped_lines(path: &Path) -> std::io::Result<Vec<String>> {
 /// elsewhere may not be writable by Patroni, so it is left alone).
 fn copy_conf_files(config: &mut Map, version: i64) -> Result<(), SampleError> {
     let data_dir = config_str(config, "data_dir");
-    let local = |config: &Map, key: &str| {
-        config
-            .get("postgresql")
-            .and_then(Value::as_map)
-            .and_then(|p| p.get("parameters"))
-            .and_then(Value::as_map)
-            .and_then(|p| p.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let local = |config: &Map, key: &str| str_at(config, &["postgresql", "parameters", key]);
     let mut kinds = vec![
         "local",
         "host",

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use crate::config::Value;
 use crate::dcs::DcsError;
 use crate::ha::decide::{
-    decide, decide_dcs_error, decide_shutdown, Action, DemoteMode, Facts, LocalPg, Me, Query, Step,
+    decide, decide_dcs_error, Action, DemoteMode, Facts, LocalPg, Me, Query, Step,
 };
 use crate::model::{Cluster, MemberStatus, WalStatus};
 use crate::postgres::process::StopMode;
 use crate::postgres::Role;
 
 use super::local::{source_for, wait_until, LocalError};
-use super::{epoch_now, peers, slots, Daemon, SHUTDOWN_REPLICA_WAIT};
+use super::{epoch_now, peers, slots, Daemon};
 
 /// Why a cycle's conversation ended early.
 enum CycleEnd {
@@ -34,7 +34,7 @@ impl Daemon {
         crate::model::Tags(&self.cfg.tags).nofailover()
     }
 
-    fn me(&self) -> Me {
+    pub(super) fn me(&self) -> Me {
         Me {
             name: self.cfg.name.clone(),
             tags: self.cfg.tags.clone(),
@@ -147,81 +147,6 @@ impl Daemon {
         }
         self.touch_member(&pg).await;
         message
-    }
-
-    /// The global flags Patroni reads from `/config` itself rather than
-    /// from the effective configuration (`global_config`): pause,
-    /// synchronous mode, failsafe, the lag limit, standby cluster. True
-    /// when synchronous mode was switched on or off (PostgreSQL's
-    /// `synchronous_standby_names` then needs rewriting).
-    fn adopt_global_settings(&mut self, cluster: &Cluster) -> bool {
-        if cluster.config.is_some() {
-            self.adopt_config_flags(cluster);
-        }
-        let feedback = self.hot_standby_feedback_wanted(cluster);
-        let feedback_changed = feedback != self.pg.enforce_hot_standby_feedback;
-        self.pg.enforce_hot_standby_feedback = feedback;
-        let mode = self
-            .cfg
-            .ha
-            .synchronous_mode
-            .then(|| super::sync::sync_settings(cluster).strict);
-        if self.pg.sync_mode == mode {
-            return feedback_changed;
-        }
-        self.pg.sync_mode = mode;
-        if mode.is_none() {
-            self.pg.ssn = None;
-            self.sync_tracker.reset();
-        }
-        true
-    }
-
-    /// Patroni re-evaluates this whenever `/config` exists; without one
-    /// the last answer stands.
-    fn hot_standby_feedback_wanted(&self, cluster: &Cluster) -> bool {
-        if cluster.config.is_none() {
-            return self.pg.enforce_hot_standby_feedback;
-        }
-        let version = self
-            .pg
-            .major_version()
-            .and_then(|v| i32::try_from(v).ok())
-            .unwrap_or(0);
-        let settings = super::slots::plan::SlotSettings::from_cluster(cluster, version);
-        super::slots::feedback::enforce_hot_standby_feedback(
-            cluster,
-            &self.cfg.name,
-            &self.published_tags(),
-            &settings,
-        )
-    }
-
-    fn adopt_config_flags(&mut self, cluster: &Cluster) {
-        let global = crate::api::status::GlobalView::from_cluster(cluster);
-        let ha = &mut self.cfg.ha;
-        ha.paused = global.is_paused();
-        ha.synchronous_mode = global.is_synchronous_mode();
-        ha.quorum_commit = global.is_quorum_commit_mode();
-        ha.standby_cluster = global.is_standby_cluster();
-        ha.maximum_lag_on_failover = global.maximum_lag_on_failover();
-        let flag = |key: &str| {
-            cluster
-                .config
-                .as_ref()
-                .and_then(|c| c.data.get(key))
-                .is_some_and(crate::api::status::json_truthy)
-        };
-        ha.failsafe_mode = flag("failsafe_mode");
-        // `primary_start_timeout`, else its old name, else 300 s.
-        let data = cluster.config.as_ref().map(|c| &c.data);
-        ha.primary_start_timeout = ["primary_start_timeout", "master_start_timeout"]
-            .iter()
-            .find_map(|k| data.and_then(|d| d.get(*k)))
-            .map_or(300, |v| {
-                crate::config::units::parse_int(&Value::from_json(v), None).unwrap_or(300)
-            });
-        ha.check_timeline = flag("check_timeline");
     }
 
     /// Ask `decide` until it decides, answering its questions.
@@ -397,7 +322,11 @@ impl Daemon {
 
     /// Run the actions in order; the first failure ends the cycle with its
     /// message.
-    async fn execute(&mut self, actions: &[Action], cluster: &Arc<Cluster>) -> Result<(), String> {
+    pub(super) async fn execute(
+        &mut self,
+        actions: &[Action],
+        cluster: &Arc<Cluster>,
+    ) -> Result<(), String> {
         for action in actions {
             let result = match action {
                 Action::Promote => {
@@ -747,58 +676,6 @@ impl Daemon {
             .await
         {
             log::warn!(target: "patroni.ha", "failed to update the member key: {e}");
-        }
-    }
-
-    /// SIGTERM/SIGINT: stop PostgreSQL; a leader releases the key once the
-    /// replicas have received everything up to the shutdown checkpoint.
-    pub(super) async fn shutdown(&mut self) {
-        self.stopping = true;
-        let pg = self.pg.observe(self.sysid.clone()).await;
-        let cluster = self.cluster.clone().unwrap_or_default();
-        let decision = decide_shutdown(&cluster, &self.me(), &pg, &self.cfg.ha);
-        if !decision.message.is_empty() {
-            log::info!(target: "patroni.ha", "{}", decision.message);
-        }
-        if decision.actions.contains(&Action::ReleaseLeaderKey) && pg.running {
-            self.wait_for_replicas_to_catch_up().await;
-        }
-        if decision.actions.contains(&Action::StopFast) && pg.running {
-            // A synchronous standby first lets the primary pick another.
-            self.begin_sync_release().await;
-        }
-        if let Err(e) = self.execute(&decision.actions, &cluster).await {
-            log::error!(target: "patroni.ha", "shutdown: {e}");
-        }
-        self.end_sync_release();
-        if self.pg.is_running() && !self.cfg.ha.paused {
-            if self.watchdog.is_running() {
-                log::error!(target: "patroni.ha", "PostgreSQL shutdown failed, leader key not removed. Leaving watchdog running.");
-            }
-        } else {
-            self.watchdog.disable();
-        }
-        self.publish();
-    }
-
-    /// Bounded wait for streaming replicas to have flushed our current
-    /// position, so that the fast stop's shutdown checkpoint is the only
-    /// record left to ship.
-    async fn wait_for_replicas_to_catch_up(&self) {
-        let monitor = &self.pg.monitor;
-        let caught_up = wait_until(SHUTDOWN_REPLICA_WAIT, || async {
-            let rows = monitor
-                .query(
-                    "SELECT bool_and(flush_lsn >= pg_catalog.pg_current_wal_flush_lsn()) \
-                     FROM pg_catalog.pg_stat_replication WHERE state = 'streaming'",
-                    &[],
-                )
-                .await;
-            matches!(rows.as_deref(), Ok([row]) if row.try_get::<_, Option<bool>>(0).ok().flatten() != Some(false))
-        })
-        .await;
-        if !caught_up {
-            log::warn!(target: "patroni.ha", "replicas did not catch up within {SHUTDOWN_REPLICA_WAIT:?}");
         }
     }
 

@@ -35,6 +35,7 @@ pub mod commands;
 mod cycle;
 mod failsafe;
 mod fence;
+mod global;
 pub mod history;
 mod leader;
 pub mod local;
@@ -45,6 +46,7 @@ mod provision;
 pub mod requests;
 pub mod slots;
 mod standby;
+mod stop;
 mod sync;
 mod watchdog;
 

@@ -76,14 +76,7 @@ impl<'a> GlobalView<'a> {
 
 /// Python truthiness of a JSON value.
 pub(crate) fn json_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
+    crate::model::member::truthy(v)
 }
 
 /// Python's `str()` of a JSON value (`True`, `None`, `1`, `[1, 'a']`), as
